@@ -1,0 +1,33 @@
+"""Test set-up: 8 fake CPU devices (set before jax is imported) and shared fixtures."""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("HELPSTEER_SHARED_DATA",
+                                  Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+  """../shared/data (or $HELPSTEER_SHARED_DATA); skips the test when it is absent."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"real data folder {SHARED_DATA} is absent")
+  return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+  """SmolLM2-135M-Instruct's tokenizer and chat template, read from the packaged GGUF."""
+  from helpsteer_jax.models import sources
+  try:
+    sources.smollm2_gguf_path()
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  return sources.load_tokenizer("smollm2")
