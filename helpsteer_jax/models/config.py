@@ -1,0 +1,127 @@
+"""Llama-family architecture config, with Hugging Face field names.
+
+One dataclass describes Llama 2 / 3 / 3.1 / 3.2 and SmolLM2: they differ only in sizes, `rope_theta`,
+Llama-3 `rope_scaling`, grouped-query attention (`num_key_value_heads`) and tied embeddings.
+Runtime choices (compute dtype, remat, scan over layers) live here too so one object is passed
+around; they are not written to Hugging Face configs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+# Fields shared with transformers' LlamaConfig (same names, same meaning).
+_HF_FIELDS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "rope_scaling",
+    "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id",
+    "pad_token_id",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  """Architecture of a Llama decoder (Hugging Face names) plus runtime options."""
+  vocab_size: int = 32000
+  hidden_size: int = 4096
+  intermediate_size: int = 11008
+  num_hidden_layers: int = 32
+  num_attention_heads: int = 32
+  num_key_value_heads: int | None = None  # None: multi-head attention (= num_attention_heads)
+  head_dim: int | None = None  # None: hidden_size // num_attention_heads
+  rms_norm_eps: float = 1e-5
+  rope_theta: float = 10000.0
+  # Llama-3 frequency scaling: {"rope_type": "llama3", "factor", "low_freq_factor",
+  # "high_freq_factor", "original_max_position_embeddings"}; None for plain RoPE.
+  rope_scaling: Mapping[str, Any] | None = None
+  max_position_embeddings: int = 4096
+  tie_word_embeddings: bool = False
+  bos_token_id: int | None = 1
+  eos_token_id: int | list[int] | None = 2
+  pad_token_id: int | None = None
+  # Runtime options (not part of the checkpoint).
+  dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"; parameters stay float32
+  param_dtype: str = "float32"
+  remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_no_batch"
+  scan_layers: bool = False
+  attention_impl: str | None = None  # None lets jax.nn.dot_product_attention choose; "xla"/"cudnn"
+
+  def __post_init__(self):
+    if self.num_key_value_heads is None:
+      object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
+    if self.head_dim is None:
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                       f"num_key_value_heads={self.num_key_value_heads}")
+    if self.rope_scaling is not None:
+      kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
+      if kind not in ("llama3", "default"):
+        raise NotImplementedError(f"rope_scaling type {kind!r} is not supported (llama3 only)")
+      if kind == "default":
+        object.__setattr__(self, "rope_scaling", None)
+      else:
+        object.__setattr__(self, "rope_scaling", dict(self.rope_scaling))
+
+  def replace(self, **kw) -> "LlamaConfig":
+    return dataclasses.replace(self, **kw)
+
+  @classmethod
+  def from_hf(cls, hf: Mapping[str, Any], **runtime) -> "LlamaConfig":
+    """From a Hugging Face LlamaConfig dict (config.json; transformers 4.x or 5.x layout)."""
+    hf = dict(hf)
+    if hf.get("model_type", "llama") != "llama":
+      raise ValueError(f"not a Llama config: model_type={hf.get('model_type')!r}")
+    # transformers 5 folds rope_theta and rope_scaling into rope_parameters.
+    rope = hf.pop("rope_parameters", None)
+    if rope:
+      hf.setdefault("rope_theta", rope.get("rope_theta", 10000.0))
+      if rope.get("rope_type", "default") != "default":
+        hf.setdefault("rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"})
+    for flag in ("attention_bias", "mlp_bias"):
+      if hf.get(flag):
+        raise NotImplementedError(f"{flag}=True is not supported")
+    kw = {k: hf[k] for k in _HF_FIELDS if k in hf}
+    return cls(**kw, **runtime)
+
+  def to_hf(self) -> dict[str, Any]:
+    """Fields for transformers.LlamaConfig(**fields)."""
+    out = {k: getattr(self, k) for k in _HF_FIELDS}
+    out["model_type"] = "llama"
+    out["hidden_act"] = "silu"
+    return out
+
+  @property
+  def num_params(self) -> int:
+    """Parameter count of the causal LM (embeddings, layers, final norm, untied head)."""
+    d, h, kv, hd, f = (self.hidden_size, self.num_attention_heads, self.num_key_value_heads,
+                       self.head_dim, self.intermediate_size)
+    per_layer = d * h * hd * 2 + d * kv * hd * 2 + 3 * d * f + 2 * d
+    head = 0 if self.tie_word_embeddings else self.vocab_size * d
+    return self.vocab_size * d + self.num_hidden_layers * per_layer + d + head
+
+
+_LLAMA31_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+
+PRESETS: dict[str, LlamaConfig] = {
+    # Tiny random model for tests and the `:tiny` experiment variants (GQA 4:2, untied).
+    "tiny": LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                        rope_theta=10000.0, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    "smollm2_135m": LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                rms_norm_eps=1e-5, rope_theta=100000.0,
+                                max_position_embeddings=8192, tie_word_embeddings=True,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=2),
+    "llama3_8b": LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                             num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                             rms_norm_eps=1e-5, rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE,
+                             max_position_embeddings=131072, bos_token_id=128000,
+                             eos_token_id=128001),
+    "llama3_70b": LlamaConfig(vocab_size=128256, hidden_size=8192, intermediate_size=28672,
+                              num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
+                              rms_norm_eps=1e-5, rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE,
+                              max_position_embeddings=131072, bos_token_id=128000,
+                              eos_token_id=128001),
+}

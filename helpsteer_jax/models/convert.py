@@ -1,0 +1,113 @@
+"""Hugging Face <-> Flax parameter names: one table of renames and transposes.
+
+Our tree keeps HF's module names; linear weights are stored transposed (Flax `kernel` is
+[in, out], torch `weight` is [out, in]). With `scan_layers` the per-layer parameters are
+stacked on a leading axis under model/layers/<name>.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import numpy as np
+
+# (HF regex, our path template, transpose?) — {i} is the layer index.
+_TABLE: tuple[tuple[str, str, bool], ...] = (
+    (r"model\.embed_tokens\.weight", "model/embed_tokens/embedding", False),
+    (r"model\.norm\.weight", "model/norm/weight", False),
+    (r"lm_head\.weight", "lm_head/kernel", True),
+    (r"score\.weight", "score/kernel", True),
+    (r"model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight",
+     "model/layers/{i}/{m}/weight", False),
+    (r"model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.weight",
+     "model/layers/{i}/{m}/kernel", True),
+)
+_COMPILED = tuple((re.compile(p + r"$"), t, tr) for p, t, tr in _TABLE)
+
+
+def hf_to_path(hf_name: str) -> tuple[tuple[str, ...], bool] | None:
+  """Our parameter path (unscanned layout) and whether to transpose; None if not a Llama weight."""
+  for pattern, template, transpose in _COMPILED:
+    m = pattern.match(hf_name)
+    if m:
+      groups = m.groups()
+      path = template.format(i=groups[0] if groups else "", m=groups[1].replace(".", "/")
+                             if len(groups) > 1 else "")
+      return tuple(path.split("/")), transpose
+  return None
+
+
+def path_to_hf(path: tuple[str, ...]) -> tuple[str, bool]:
+  """Inverse of `hf_to_path` for an unscanned path."""
+  if path[:2] == ("model", "layers"):
+    i, leaf = path[2], path[-1]
+    name = f"model.layers.{i}." + ".".join(path[3:-1]) + ".weight"
+    return name, leaf == "kernel"
+  joined = "/".join(path)
+  for hf, ours, transpose in (("model.embed_tokens.weight", "model/embed_tokens/embedding", False),
+                              ("model.norm.weight", "model/norm/weight", False),
+                              ("lm_head.weight", "lm_head/kernel", True),
+                              ("score.weight", "score/kernel", True)):
+    if joined == ours:
+      return hf, transpose
+  raise KeyError(f"no Hugging Face name for parameter {joined}")
+
+
+def flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from flatten(v, prefix + (k,))
+    else:
+      yield prefix + (k,), v
+
+
+def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+  for k in path[:-1]:
+    tree = tree.setdefault(k, {})
+  tree[path[-1]] = value
+
+
+def scanned_path(path: tuple[str, ...]) -> tuple[tuple[str, ...], int | None]:
+  """model/layers/{i}/rest -> (model/layers/rest, i); other paths unchanged with None."""
+  if path[:2] == ("model", "layers"):
+    return path[:2] + path[3:], int(path[2])
+  return path, None
+
+
+def stack_layers(params: dict[str, Any], num_layers: int) -> dict[str, Any]:
+  """Unscanned -> scanned layout (layers stacked on axis 0)."""
+  out: dict[str, Any] = {}
+  per_layer: dict[tuple[str, ...], list] = {}
+  for path, v in flatten(params):
+    spath, i = scanned_path(path)
+    if i is None:
+      set_path(out, path, v)
+    else:
+      per_layer.setdefault(spath, [None] * num_layers)[i] = v
+  for spath, vs in per_layer.items():
+    set_path(out, spath, np.stack([np.asarray(v) for v in vs]))
+  return out
+
+
+def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
+  """Scanned -> unscanned layout."""
+  out: dict[str, Any] = {}
+  for path, v in flatten(params):
+    if path[:2] == ("model", "layers"):
+      for i in range(v.shape[0]):
+        set_path(out, path[:2] + (str(i),) + path[2:], v[i])
+    else:
+      set_path(out, path, v)
+  return out
+
+
+def to_hf_state_dict(params: dict[str, Any], scan_layers: bool = False) -> dict[str, np.ndarray]:
+  """Our parameters -> {HF name: numpy array} (contiguous, ready for safetensors)."""
+  if scan_layers:
+    params = unstack_layers(params)
+  out = {}
+  for path, v in flatten(params):
+    name, transpose = path_to_hf(path)
+    a = np.asarray(v)
+    out[name] = np.ascontiguousarray(a.T if transpose else a)
+  return out

@@ -1,0 +1,246 @@
+"""Llama decoder in Flax linen with Hugging Face parameter names and numerics.
+
+Parameter tree (HF name -> ours is a rename plus, for linear layers, a transpose):
+  model/embed_tokens/embedding                      model.embed_tokens.weight
+  model/layers/{i}/input_layernorm/weight           model.layers.{i}.input_layernorm.weight
+  model/layers/{i}/self_attn/{q,k,v,o}_proj/kernel  model.layers.{i}.self_attn.{q,k,v,o}_proj.weight.T
+  model/layers/{i}/post_attention_layernorm/weight  ...
+  model/layers/{i}/mlp/{gate,up,down}_proj/kernel   model.layers.{i}.mlp.{gate,up,down}_proj.weight.T
+  model/norm/weight                                 model.norm.weight
+  lm_head/kernel                                    lm_head.weight.T   (absent when tied)
+  score/kernel                                      score.weight.T     (reward head)
+With `scan_layers` the layers are stacked under model/layers/<name> with a leading `layers` axis.
+
+Every parameter carries logical axis names (vocab, embed, heads, kv_heads, mlp, norm, labels,
+layers); activations are constrained at block boundaries to (batch, length, embed). A rule table
+(helpsteer_jax.sharding) maps them to mesh axes; outside a mesh the constraints are no-ops.
+
+Positions come from the attention mask (cumsum - 1), so a sequence gets the same numbers alone,
+right-padded or left-padded; rewards are read at the last real token found from the mask, never
+from token ids, so pad == eos is harmless.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from helpsteer_jax.models.config import LlamaConfig
+
+Array = jax.Array
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def _dense(features: int, axes: tuple[str, str], cfg: LlamaConfig, name: str) -> nn.Dense:
+  # HF initialises linear layers with N(0, 0.02); only used for fresh (random) models.
+  return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                  kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
+                  name=name)
+
+
+class RMSNorm(nn.Module):
+  """y = w * x / sqrt(mean(x^2) + eps), computed in float32 and cast back (as HF)."""
+  eps: float
+  dtype: str
+  param_dtype: str
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    w = self.param("weight", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                   (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return w.astype(self.dtype) * x32.astype(self.dtype)
+
+
+def rope_inv_freq(cfg: LlamaConfig) -> Array:
+  """Inverse frequencies theta^(-2i/d), with Llama-3's wavelength-dependent scaling if set."""
+  d = cfg.head_dim
+  inv_freq = 1.0 / (cfg.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  if cfg.rope_scaling is None:
+    return inv_freq
+  s = cfg.rope_scaling
+  factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+  old_ctx = s["original_max_position_embeddings"]
+  wavelen = 2 * math.pi / inv_freq
+  # Long wavelengths (low frequencies) are divided by `factor`, short ones kept, and the band in
+  # between interpolated smoothly (Llama 3.1 report).
+  scaled = jnp.where(wavelen > old_ctx / lo, inv_freq / factor, inv_freq)
+  smooth = (old_ctx / wavelen - lo) / (hi - lo)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = (wavelen >= old_ctx / hi) & (wavelen <= old_ctx / lo)
+  return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x_bthd: Array, positions_bt: Array, inv_freq: Array) -> Array:
+  """Rotate-half RoPE (HF layout): x*cos + rotate_half(x)*sin, angles in float32."""
+  angles = positions_bt[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]  # [B, T, 1, D]
+  cos, sin = jnp.cos(angles).astype(x_bthd.dtype), jnp.sin(angles).astype(x_bthd.dtype)
+  x1, x2 = jnp.split(x_bthd, 2, axis=-1)
+  return x_bthd * cos + jnp.concatenate([-x2, x1], axis=-1) * sin
+
+
+class LlamaAttention(nn.Module):
+  cfg: LlamaConfig
+
+  @nn.compact
+  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array) -> Array:
+    cfg = self.cfg
+    b, t, _ = x_btd.shape
+    h, kv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    q = _dense(h * hd, ("embed", "heads"), cfg, "q_proj")(x_btd).reshape(b, t, h, hd)
+    k = _dense(kv * hd, ("embed", "kv_heads"), cfg, "k_proj")(x_btd).reshape(b, t, kv, hd)
+    v = _dense(kv * hd, ("embed", "kv_heads"), cfg, "v_proj")(x_btd).reshape(b, t, kv, hd)
+    inv_freq = rope_inv_freq(cfg)
+    q, k = apply_rope(q, positions_bt, inv_freq), apply_rope(k, positions_bt, inv_freq)
+    # Grouped-query attention is handled inside dot_product_attention (h % kv == 0).
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
+                                       implementation=cfg.attention_impl)
+    return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, t, h * hd))
+
+
+class LlamaMLP(nn.Module):
+  cfg: LlamaConfig
+
+  @nn.compact
+  def __call__(self, x_btd: Array) -> Array:
+    cfg = self.cfg
+    gate = _dense(cfg.intermediate_size, ("embed", "mlp"), cfg, "gate_proj")(x_btd)
+    up = _dense(cfg.intermediate_size, ("embed", "mlp"), cfg, "up_proj")(x_btd)
+    return _dense(cfg.hidden_size, ("mlp", "embed"), cfg, "down_proj")(nn.silu(gate) * up)
+
+
+class LlamaDecoderLayer(nn.Module):
+  cfg: LlamaConfig
+
+  @nn.compact
+  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array):
+    cfg = self.cfg
+    norm = functools.partial(RMSNorm, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
+    x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "embed"))
+    h = LlamaAttention(cfg, name="self_attn")(norm(name="input_layernorm")(x_btd), positions_bt,
+                                               mask_b1tt)
+    x_btd = x_btd + h
+    x_btd = x_btd + LlamaMLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x_btd))
+    return nn.with_logical_constraint(x_btd, ("batch", "length", "embed")), None
+
+
+class _Layers(nn.Module):
+  """The decoder stack, unrolled (params under layers/0, layers/1, ...)."""
+  cfg: LlamaConfig
+  layer_cls: type
+
+  @nn.compact
+  def __call__(self, x, positions, mask):
+    for i in range(self.cfg.num_hidden_layers):
+      x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask)
+    return x
+
+
+def attention_mask_4d(attention_mask_bt: Array) -> Array:
+  """Causal mask restricted to real keys: [B, 1, T, T] booleans.
+
+  A query may also always see itself, so rows of padding positions are never fully masked
+  (their outputs are discarded, but they must stay finite so gradients do too).
+  """
+  t = attention_mask_bt.shape[-1]
+  causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+  keys = attention_mask_bt.astype(bool)[:, None, None, :]
+  return (causal[None, None] & keys) | jnp.eye(t, dtype=bool)[None, None]
+
+
+def positions_from_mask(attention_mask_bt: Array) -> Array:
+  """Position of each token among the real tokens of its row (0 at the first real token)."""
+  return jnp.maximum(jnp.cumsum(attention_mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def last_token_index(attention_mask_bt: Array) -> Array:
+  """Index of the last real (mask == 1) token of each row; works for left or right padding."""
+  t = attention_mask_bt.shape[-1]
+  return jnp.max(jnp.where(attention_mask_bt.astype(bool), jnp.arange(t), -1), axis=-1)
+
+
+class LlamaModel(nn.Module):
+  """Embeddings, decoder layers and final norm: hidden states [B, T, D]."""
+  cfg: LlamaConfig
+
+  def setup(self):
+    cfg = self.cfg
+    self.embed_tokens = nn.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                    ("vocab", "embed")))
+    layer = LlamaDecoderLayer
+    if cfg.remat_policy != "none":
+      if cfg.remat_policy not in _REMAT_POLICIES:
+        raise ValueError(f"remat_policy {cfg.remat_policy!r} not in "
+                         f"{['none', *_REMAT_POLICIES]}")
+      layer = nn.remat(layer, policy=_REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      self.layers = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True},
+                            in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_hidden_layers,
+                            metadata_params={nn.PARTITION_NAME: "layers"})(cfg)
+    else:
+      self.layers = _Layers(cfg, layer)
+    self.norm = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
+
+  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
+    if attention_mask_bt is None:
+      attention_mask_bt = jnp.ones_like(input_ids_bt)
+    positions = positions_from_mask(attention_mask_bt)
+    mask = attention_mask_4d(attention_mask_bt)
+    x = self.embed_tokens(input_ids_bt)
+    x = self.layers(x, positions, mask)
+    if self.cfg.scan_layers:
+      x = x[0]
+    return self.norm(x)
+
+  def attend(self, x_btd: Array) -> Array:
+    """Tied output projection: x @ embedding^T."""
+    return self.embed_tokens.attend(x_btd)
+
+
+class LlamaForCausalLM(nn.Module):
+  """Policy: next-token logits [B, T, V] in float32."""
+  cfg: LlamaConfig
+
+  def setup(self):
+    self.model = LlamaModel(self.cfg)
+    if not self.cfg.tie_word_embeddings:
+      self.lm_head = _dense(self.cfg.vocab_size, ("embed", "vocab"), self.cfg, "lm_head")
+
+  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
+    h = self.model(input_ids_bt, attention_mask_bt)
+    logits = self.model.attend(h) if self.cfg.tie_word_embeddings else self.lm_head(h)
+    return logits.astype(jnp.float32)
+
+
+class LlamaRewardModel(nn.Module):
+  """Reward model: `num_labels` outputs read at the last real token of each sequence.
+
+  num_labels is 1 for Bradley-Terry models and 5 (HelpSteer attributes) or 9 for SteerLM
+  regression. Returns float32 rewards [B, num_labels] (and, optionally, per-token scores).
+  """
+  cfg: LlamaConfig
+  num_labels: int = 1
+
+  def setup(self):
+    self.model = LlamaModel(self.cfg)
+    self.score = _dense(self.num_labels, ("embed", "labels"), self.cfg, "score")
+
+  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
+    if attention_mask_bt is None:
+      attention_mask_bt = jnp.ones_like(input_ids_bt)
+    h = self.model(input_ids_bt, attention_mask_bt)
+    idx = last_token_index(attention_mask_bt)
+    h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D]
+    return self.score(h_last).astype(jnp.float32)
