@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         # torch only for parity tests against transformers' PyTorch Llama; 2.13.0 is the local CPU wheel.
-        "test": ["pytest>=8", "torch==2.13.0"],
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate"],  # accelerate: transformers' GGUF reader
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
     },
