@@ -5,6 +5,7 @@ import pytest
 
 from helpsteer_jax.data import (ChatEncoder, Counts, DataError, PreferencePair, RatedExample,
                                 encode_pairs, encode_ratings)
+from helpsteer_jax.data.encoding import prompt_candidates
 
 
 def user(text):
@@ -52,6 +53,15 @@ def test_truncation_drops_oldest_exchanges_keeps_system_final_turn_and_response(
   assert text.rstrip().endswith("The whole response.<|im_end|>")
 
 
+def test_prompt_candidates_remove_whole_exchanges_oldest_first():
+  system = {"role": "system", "content": "S"}
+  msgs = [system, assistant("Welcome!"), user("u1"), assistant("a1"), user("u2"), assistant("a2"),
+          user("u3")]
+  assert prompt_candidates(msgs) == [msgs, [system] + msgs[2:], [system] + msgs[4:],
+                                     [system, user("u3")]]
+  assert prompt_candidates([user("only")]) == [[user("only")]]
+
+
 def test_pair_sides_share_one_truncation(smollm2_tokenizer):
   """The longer response forces the cut; the shorter side gets the same prompt."""
   tok = smollm2_tokenizer
@@ -90,3 +100,15 @@ def test_tokenizer_without_chat_template_is_an_error():
 
   with pytest.raises(DataError, match="no chat_template"):
     ChatEncoder(NoTemplate(), 128)
+
+
+def test_template_failure_names_the_record():
+  class StrictTemplate:  # like templates that raise_exception() on roles they do not accept
+    chat_template = "strict"
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+      raise ValueError("Conversation roles must alternate user/assistant")
+
+  pair = PreferencePair([user("Hi?")], "Hello.", "Bye.", 1.0, "f.jsonl", 4)
+  with pytest.raises(DataError, match="^f.jsonl:4: the chat template cannot render.*alternate"):
+    encode_pairs([pair], StrictTemplate(), 128)

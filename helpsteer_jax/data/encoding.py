@@ -78,9 +78,15 @@ def cut_points(messages: Sequence[Message]) -> list[int]:
           if messages[i]["role"] == "user"]
 
 
-def _keep_from(messages: Sequence[Message], start: int) -> list[Message]:
-  """The leading system messages, then everything from `start` on."""
-  return list(messages[:_leading_system(messages)]) + list(messages[start:])
+def prompt_candidates(messages: Sequence[Message]) -> list[list[Message]]:
+  """The whole prompt, then shorter and shorter ones: leading system messages plus everything
+  from a later user turn on; the last holds only the system messages and the final user turn."""
+  head = list(messages[:_leading_system(messages)])
+  out = [list(messages)]
+  for start in cut_points(messages):
+    if start > len(head):  # starting at the first turn after the system head changes nothing
+      out.append(head + list(messages[start:]))
+  return out
 
 
 class ChatEncoder:
@@ -117,22 +123,33 @@ class ChatEncoder:
     heads = tok([t[:b] for t, b in zip(texts, bounds)], add_special_tokens=False)["input_ids"]
     return [Encoded(np.asarray(ids, np.int32), len(h)) for ids, h in zip(enc, heads)]
 
-  def encode(self, messages: list[Message],
-             responses: Sequence[str]) -> tuple[Optional[list[Encoded]], bool]:
+  def encode(self, messages: list[Message], responses: Sequence[str], *,
+             full_known_too_long: bool = False) -> tuple[Optional[list[Encoded]], bool]:
     """(one Encoded per response, whether the prompt was truncated); (None, _) if too long."""
-    for k, start in enumerate(cut_points(messages)):
-      prompt = messages if k == 0 else _keep_from(messages, start)
+    candidates = prompt_candidates(messages)
+    for k, prompt in enumerate(candidates):
+      if k == 0 and full_known_too_long:
+        continue
       seqs = self._tokenize(*self._render(prompt, responses))
       if all(len(s.input_ids) <= self.max_length for s in seqs):
         return seqs, k > 0
-    return None, True
+    return None, len(candidates) > 1
 
-  def encode_many(self, items: list[tuple[list[Message], Sequence[str]]]
+  def encode_many(self, items: list[tuple[list[Message], Sequence[str]]],
+                  labels: Optional[Sequence[str]] = None
                   ) -> list[tuple[Optional[list[Encoded]], bool]]:
-    """`encode` for many records: one batched tokenizer call for the common (fitting) case."""
+    """`encode` for many records: one batched tokenizer call for the common (fitting) case.
+
+    `labels` ("file:row" per item) name the record when its template rendering fails.
+    """
     texts, bounds, spans = [], [], []
-    for messages, responses in items:
-      t, b = self._render(messages, responses)
+    for k, (messages, responses) in enumerate(items):
+      try:
+        t, b = self._render(messages, responses)
+      except Exception as e:  # jinja raises for conversations a template rejects
+        label = labels[k] if labels is not None else f"record {k}"
+        raise DataError(f"{label}: the chat template cannot render this conversation "
+                        f"({type(e).__name__}: {e})") from e
       spans.append((len(texts), len(texts) + len(t)))
       texts += t
       bounds += b
@@ -143,7 +160,7 @@ class ChatEncoder:
       if all(len(s.input_ids) <= self.max_length for s in mine):
         out.append((mine, False))
       else:  # rare: retry with older turns removed
-        out.append(self.encode(messages, responses))
+        out.append(self.encode(messages, responses, full_known_too_long=True))
     return out
 
 
@@ -151,7 +168,8 @@ def encode_pairs(pairs: list[PreferencePair], tokenizer: Any, max_length: int,
                  counts: Optional[Counts] = None) -> list[EncodedPair]:
   """Tokenised pairs; updates `counts` (truncated, too_long, kept) when given."""
   encoder = ChatEncoder(tokenizer, max_length)
-  results = encoder.encode_many([(p.messages, (p.chosen, p.rejected)) for p in pairs])
+  results = encoder.encode_many([(p.messages, (p.chosen, p.rejected)) for p in pairs],
+                                [f"{p.source}:{p.row}" for p in pairs])
   out = []
   for p, (seqs, truncated) in zip(pairs, results):
     if seqs is None:
@@ -166,7 +184,8 @@ def encode_ratings(examples: list[RatedExample], tokenizer: Any, max_length: int
                    counts: Optional[Counts] = None) -> list[EncodedRating]:
   """Tokenised rated responses; updates `counts` (truncated, too_long, kept) when given."""
   encoder = ChatEncoder(tokenizer, max_length)
-  results = encoder.encode_many([(ex.messages, (ex.response,)) for ex in examples])
+  results = encoder.encode_many([(ex.messages, (ex.response,)) for ex in examples],
+                                [f"{ex.source}:{ex.row}" for ex in examples])
   out = []
   for ex, (seqs, truncated) in zip(examples, results):
     if seqs is None:
