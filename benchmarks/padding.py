@@ -8,12 +8,15 @@ max_length 1024 and 2048: the counts report, then the padding share of
   - ours: `PairBatcher` (shuffled, length-grouped), L rounded up to `pad_to_multiple_of`;
   - floor: the padding that the [B, 2, L] layout forces even with L = each pair's own longer side
     (chosen and rejected share L, so their length difference is padding whatever the batching).
+  - packed: an estimate of what sequence packing (a later issue: several sequences per row with
+    segment ids) would leave: every sequence placed best-fit-decreasing into rows of max_length.
 Filler rows of the last batch count as padding. The HelpSteer ratings file is also measured as a
 ratings set ([B, L], no pair floor).
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import sys
 from pathlib import Path
@@ -63,6 +66,18 @@ def floor_pair_share(encoded) -> float:
   return 1.0 - real / sum(2 * p.length for p in encoded)
 
 
+def packed_share(lengths, row_length: int) -> float:
+  """Padding left by best-fit-decreasing packing of sequences into rows of `row_length`."""
+  free: list[int] = []  # sorted free space of the open rows
+  for n in sorted(lengths, reverse=True):
+    k = bisect.bisect_left(free, n)
+    if k == len(free):
+      bisect.insort(free, row_length - n)
+    else:
+      bisect.insort(free, free.pop(k) - n)
+  return sum(free) / (len(free) * row_length)
+
+
 def naive_rating_share(encoded, batch_size: int) -> float:
   real = total = 0
   for s in range(0, len(encoded), batch_size):
@@ -87,8 +102,8 @@ def main() -> None:
   tok = load_tokenizer("smollm2")
   multiples = [int(m) for m in args.multiples.split(",")]
   b = args.batch_size
-  header = (f"{'source':40s} {'max_len':>7s} {'pairs':>6s} {'naive':>7s} "
-            + " ".join(f"{'ours/' + str(m):>8s}" for m in multiples) + f" {'floor':>7s}")
+  header = (f"{'source':42s} {'max_len':>7s} {'pairs':>6s} {'naive':>7s} "
+            + " ".join(f"{'ours/' + str(m):>8s}" for m in multiples) + f" {'floor':>7s} {'packed':>7s}")
   reports: list[str] = []
   for max_length in (int(x) for x in args.max_lengths.split(",")):
     print(f"\n{header}")
@@ -108,9 +123,9 @@ def main() -> None:
     reports.append(f"max_length={max_length} ratings {rcounts.report()}")
     ours = [padding_share(RatingBatcher(renc, b, seed=0, pad_to_multiple_of=m,
                                         pad_id=tok.pad_token_id)) for m in multiples]
-    print(f"{'helpsteer_v1_sample.jsonl (ratings)':40s} {max_length:7d} {len(renc):6d} "
+    print(f"{'helpsteer_v1_sample.jsonl (ratings)':42s} {max_length:7d} {len(renc):6d} "
           f"{naive_rating_share(renc, b):7.1%} " + " ".join(f"{x:8.1%}" for x in ours)
-          + f" {'-':>7s}")
+          + f" {'-':>7s} {packed_share([e.length for e in renc], max_length):7.1%}")
   print("\ncounts:")
   for r in reports:
     print(" ", r)
@@ -119,8 +134,13 @@ def main() -> None:
 def _row(name: str, max_length: int, enc, b: int, multiples, pad_id: int) -> None:
   ours = [padding_share(PairBatcher(enc, b, seed=0, pad_to_multiple_of=m, pad_id=pad_id))
           for m in multiples]
-  print(f"{name:40s} {max_length:7d} {len(enc):6d} {naive_pair_share(enc, b):7.1%} "
-        + " ".join(f"{x:8.1%}" for x in ours) + f" {floor_pair_share(enc):7.1%}")
+  print(f"{name:42s} {max_length:7d} {len(enc):6d} {naive_pair_share(enc, b):7.1%} "
+        + " ".join(f"{x:8.1%}" for x in ours) + f" {floor_pair_share(enc):7.1%}"
+        + f" {packed_share(_sequence_lengths(enc), max_length):7.1%}")
+
+
+def _sequence_lengths(enc) -> list[int]:
+  return [len(s.input_ids) for p in enc for s in (p.chosen, p.rejected)]
 
 
 if __name__ == "__main__":
