@@ -7,7 +7,7 @@ max_length 1024 and 2048: the counts report, then the padding share of
   - naive: file order, each batch padded to its longest pair (no rounding);
   - ours: `PairBatcher` (shuffled, length-grouped), L rounded up to `pad_to_multiple_of`;
   - floor: the padding that the [B, 2, L] layout forces even with L = each pair's own longer side
-    (chosen and rejected share L, so their length difference is padding whatever the batching).
+    (chosen and rejected share L, so their length difference is padding whatever the batching);
   - packed: an estimate of what sequence packing (a later issue: several sequences per row with
     segment ids) would leave: every sequence placed best-fit-decreasing into rows of max_length.
 Filler rows of the last batch count as padding. The HelpSteer ratings file is also measured as a
@@ -21,7 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

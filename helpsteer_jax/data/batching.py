@@ -9,9 +9,13 @@ padded length L comes from the whole global batch, so all hosts build arrays of 
 (`jax.make_array_from_process_local_data` needs that).
 
 L is rounded up to a multiple of `pad_to_multiple_of` to bound the number of distinct shapes XLA
-compiles (max_length / multiple of them). The default, 32, keeps that to 32 shapes at 1024 and
-64 at 2048 while adding about 16 tokens per row, a few per cent at typical lengths (see
-benchmarks/padding.py); 64 or 128 suit TPUs, whose compiles are slower and lanes wider.
+compiles (max_length / multiple of them; L may exceed max_length by less than one multiple). The
+default, 32, allows at most 32 shapes at 1024 and 64 at 2048, and on the real files costs 2-7
+points of padding over no rounding (16: 1-4 points but twice the compiles; 64: 5-14 points;
+benchmarks/padding.py). Configs for large models may prefer 64-256: their compiles cost more.
+
+With chosen and rejected sharing L in [B, 2, L], their length difference is padding whatever the
+batching (13% of the tokens on the shared files' mix); only sequence packing removes that.
 
 The last global batch of an epoch is filled with filler rows: weight 0, one attended pad token (an
 all-zero attention row would make softmax NaN, and NaN * 0 is still NaN).
