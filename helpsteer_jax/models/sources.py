@@ -10,6 +10,7 @@ A *source* string is one of
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 from pathlib import Path
@@ -53,8 +54,9 @@ def resolve(source: str) -> Source:
   return Source("hf", source)
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(source: str):
-  """The tokenizer (with its chat template) stored with a model source."""
+  """The tokenizer (with its chat template) stored with a model source (cached per source)."""
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
 
   src = resolve(source)

@@ -1,0 +1,108 @@
+"""Shared base of every experiment config; each paradigm file is a small diff over it.
+
+Variants (the argument after ':'): `tiny` (random tiny Llama, seconds, used by tests), `smollm2`
+(the packaged SmolLM2-135M-Instruct on this CPU), `llama3_8b` and `llama3_70b` (the paper's
+recipe on Llama-3.1 base, for GPU/TPU meshes).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ml_collections
+
+from helpsteer_jax.sharding import DEFAULT_RULES
+
+VARIANTS = ("tiny", "smollm2", "llama3_8b", "llama3_70b")
+ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+# Real data shipped beside the repository (../shared/data) or wherever $HELPSTEER_SHARED_DATA says.
+SHARED_DATA = os.environ.get("HELPSTEER_SHARED_DATA",
+                             str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# H100 SXM dense bf16 peak; the CPU figure is the measured 2048^3 fp32 matmul rate here.
+PEAK_FLOPS = {"cpu": 400e9, "h100_bf16": 989e12, "tpu_v5p_bf16": 459e12}
+
+
+def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(
+      source="tiny",  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
+      tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
+      num_labels=1, dtype="float32", remat_policy="none", scan_layers=False))
+  c.loss = ml_collections.ConfigDict(dict(
+      name=loss, normalize="pairs", centering_coef=0.0,
+      head_index=0))  # which reward-head output is the reward (BT family)
+  c.data = ml_collections.ConfigDict(dict(
+      # Matched data on this machine: HelpSteer ratings turned into same-prompt pairs.
+      train=dict(format="helpsteer_ratings_pairs",
+                 path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="train"),
+      eval=dict(format="helpsteer_ratings_pairs",
+                path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="validation"),
+      validation_fraction=0.1,  # held-out prompts when a file has no split column
+      attributes=ATTRIBUTES,
+      max_length=1024, batch_size=8, eval_batch_size=8, pad_to_multiple_of=64,
+      skip_invalid=False, shuffle_seed=0, max_train_examples=0, max_eval_examples=0))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-5, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=10,
+      schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0))
+  c.train = ml_collections.ConfigDict(dict(
+      steps=0, epochs=1.0,  # steps > 0 wins; else epochs over the training pairs
+      grad_accum=1, log_every=10, eval_every=0, checkpoint_every=100, keep_checkpoints=3,
+      record_batches=False,  # write a hash of every step's batch to batches.jsonl
+      peak_flops_per_device=PEAK_FLOPS["cpu"]))
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.rules = DEFAULT_RULES
+  c.init_from = ""  # workdir of another run whose parameters start this one
+  c.require_init_from = False  # stage-2 configs set it: training without init_from is an error
+  c.init_head_columns = (0,)  # which of its reward-head outputs to keep (used with init_from)
+  _apply_variant(c, variant)
+  return c
+
+
+def _apply_variant(c: ml_collections.ConfigDict, variant: str) -> None:
+  if variant == "tiny":
+    c.data.max_length = 256
+    c.data.batch_size = 8
+    c.data.eval_batch_size = 8
+    c.data.max_train_examples = 16
+    c.data.max_eval_examples = 8
+    c.data.pad_to_multiple_of = 32
+    c.train.steps = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.optim.lr = 1e-3
+    c.optim.warmup_steps = 1
+  elif variant == "smollm2":
+    c.model.source = "smollm2"
+    c.data.max_length = 1024
+    c.data.batch_size = 4
+    c.train.epochs = 1.0
+    c.train.log_every = 5
+    c.train.checkpoint_every = 50
+    c.optim.lr = 1e-5
+  else:  # the paper's recipe (HelpSteer2-Preference, sec. 4) on Llama-3.1
+    c.model.source = ("meta-llama/Llama-3.1-8B" if variant == "llama3_8b"
+                      else "meta-llama/Llama-3.1-70B")
+    c.model.dtype = "bfloat16"
+    c.model.remat_policy = "dots_no_batch"
+    c.model.scan_layers = True
+    c.data.train = dict(format="helpsteer2_preference", path="nvidia/HelpSteer2", split="train")
+    c.data.eval = dict(format="helpsteer2_preference", path="nvidia/HelpSteer2",
+                       split="validation")
+    c.data.max_length = 4096
+    c.data.batch_size = 128  # global batch: 128 pairs (BT family) or rated responses
+    c.data.eval_batch_size = 64
+    c.data.pad_to_multiple_of = 256
+    c.optim.warmup_steps = 10
+    c.optim.schedule = "constant"
+    c.train.log_every = 1
+    c.train.checkpoint_every = 50
+    c.train.peak_flops_per_device = PEAK_FLOPS["h100_bf16"]
+    if variant == "llama3_8b":
+      c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+      c.train.grad_accum = 4
+    else:
+      c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=8))
+      c.train.grad_accum = 8

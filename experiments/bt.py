@@ -1,0 +1,13 @@
+"""Bradley-Terry reward model: -log sigmoid(r_c - r_r) (InstructGPT). Ties are dropped.
+
+  python -m helpsteer_jax.train --config experiments/bt.py:smollm2 --workdir /tmp/rm_bt
+Variants: tiny, smollm2, llama3_8b, llama3_70b.
+"""
+from experiments.base import get_base_config
+
+
+def get_config(variant: str = "tiny"):
+  c = get_base_config("bt", variant)
+  if variant.startswith("llama3"):
+    c.optim.lr = 1e-6
+  return c

@@ -1,0 +1,28 @@
+"""SteerLM regression reward model: MSE on the five HelpSteer attributes, or helpfulness only.
+
+  python -m helpsteer_jax.train --config experiments/regression.py:smollm2 --workdir /tmp/rm_reg
+  python -m helpsteer_jax.train --config experiments/regression.py:smollm2,helpfulness \
+      --workdir /tmp/rm_help
+Variants: tiny, smollm2, llama3_8b, llama3_70b; append ",helpfulness" for helpfulness only.
+The paper's stage 1: 2e-6 constant LR over 2 epochs.
+"""
+from experiments.base import get_base_config
+
+
+def get_config(arg: str = "tiny"):
+  variant, _, which = arg.partition(",")
+  c = get_base_config("regression", variant)
+  if which not in ("", "helpfulness"):
+    raise ValueError(f"regression variant suffix must be ',helpfulness', got {which!r}")
+  if which:
+    c.data.attributes = ("helpfulness",)
+  c.model.num_labels = len(c.data.attributes)
+  c.data.train.format = "helpsteer_ratings"
+  c.data.eval.format = "helpsteer_ratings_pairs"  # validation: accuracy of predicted helpfulness
+  if variant.startswith("llama3"):
+    c.data.train = dict(format="helpsteer2_ratings", path="nvidia/HelpSteer2", split="train")
+    c.data.eval = dict(format="helpsteer2_preference", path="nvidia/HelpSteer2",
+                       split="validation")
+    c.optim.lr = 2e-6
+    c.train.epochs = 2.0
+  return c

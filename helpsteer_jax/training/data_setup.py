@@ -1,0 +1,71 @@
+"""The training and validation data named by a config, as batchers, with the counts report."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterator
+
+from helpsteer_jax.data import (PairBatcher, RatingBatcher, encode_pairs, encode_ratings,
+                                load_preferences, load_ratings)
+
+
+@dataclasses.dataclass
+class Data:
+  train: PairBatcher | RatingBatcher
+  eval: PairBatcher | None
+  report: str
+
+  def eval_batches(self) -> Iterator[dict[str, Any]]:
+    """One full, fixed-order pass over the validation pairs."""
+    return iter(self.eval)
+
+  def total_steps(self, train_cfg) -> int:
+    if train_cfg.steps > 0:
+      return int(train_cfg.steps)
+    return max(1, math.ceil(train_cfg.epochs * len(self.train)))
+
+
+def _spec(source, data_cfg, ratings: bool) -> dict[str, Any]:
+  spec = dict(source)
+  spec.setdefault("skip_invalid", data_cfg.skip_invalid)
+  if data_cfg.validation_fraction and spec.get("split") not in (None, "", "all"):
+    spec.setdefault("validation_fraction", data_cfg.validation_fraction)
+  if ratings:
+    spec.setdefault("attributes", tuple(data_cfg.attributes))
+  return spec
+
+
+def _limit(items: list, n: int) -> list:
+  return items[:n] if n and n > 0 else items
+
+
+def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1) -> Data:
+  d = config.data
+  if d.batch_size % process_count or d.eval_batch_size % process_count:
+    raise ValueError(f"batch sizes {d.batch_size}/{d.eval_batch_size} must divide over "
+                     f"{process_count} processes")
+  common = dict(process_index=process_index, process_count=process_count,
+                pad_id=tokenizer.pad_token_id, pad_to_multiple_of=d.pad_to_multiple_of)
+  reports = []
+  if config.loss.name == "regression":
+    rated, counts = load_ratings(_spec(d.train, d, ratings=True))
+    encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
+                     d.max_train_examples)
+    train = RatingBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
+                          attributes=tuple(d.attributes), **common)
+  else:
+    pairs, counts = load_preferences(_spec(d.train, d, ratings=False), loss=config.loss.name)
+    encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
+                     d.max_train_examples)
+    train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed, **common)
+  reports.append(f"train {counts.report()} -> {len(encoded)} examples")
+  eval_batcher = None
+  if d.eval:
+    # Validation is pairwise accuracy, so ties (no correct answer) are dropped.
+    pairs, counts = load_preferences(_spec(d.eval, d, ratings=False), loss="bt")
+    encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
+                     d.max_eval_examples)
+    eval_batcher = PairBatcher(encoded, d.eval_batch_size // process_count, 0, shuffle=False,
+                               **common)
+    reports.append(f"eval {counts.report()} -> {len(encoded)} pairs")
+  return Data(train, eval_batcher, "\n".join(reports))

@@ -1,0 +1,64 @@
+"""The reward model named by a config: a random preset or a pretrained checkpoint plus a head."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
+from helpsteer_jax.models.config import LlamaConfig
+
+_RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
+
+
+@dataclasses.dataclass
+class BuiltModel:
+  config: LlamaConfig
+  model: LlamaRewardModel
+  tokenizer: Any
+  # init_params(rng) -> boxed parameters with logical names (used for shapes and fresh inits).
+  init_params: Callable[[jax.Array], Any]
+  pretrained: dict[str, Any] | None  # host parameters to start from, if any
+
+
+def _runtime(model_cfg) -> dict[str, Any]:
+  return {k: model_cfg[k] for k in _RUNTIME if k in model_cfg}
+
+
+def fresh_head(rng: np.random.Generator, hidden: int, num_labels: int) -> dict[str, Any]:
+  """A new reward head, N(0, 0.02) as Hugging Face initialises `score`."""
+  return {"kernel": rng.normal(0.0, 0.02, (hidden, num_labels)).astype(np.float32)}
+
+
+def build_model(model_cfg, seed: int = 0) -> BuiltModel:
+  """`model_cfg.source` is a preset name (random init) or a checkpoint source (smollm2, ...)."""
+  num_labels = int(model_cfg.num_labels)
+  if model_cfg.source in PRESETS:
+    tok = load_tokenizer(model_cfg.tokenizer) if model_cfg.get("tokenizer") else None
+    cfg = PRESETS[model_cfg.source]
+    if tok is not None:
+      cfg = cfg.replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    cfg = cfg.replace(**_runtime(model_cfg))
+    pretrained = None
+  else:
+    pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
+    cfg, tok = pre.config, pre.tokenizer
+    pretrained = {"model": pre.params["model"]}
+    if pre.num_labels == num_labels:
+      pretrained["score"] = pre.params["score"]
+    else:
+      pretrained["score"] = fresh_head(np.random.default_rng(seed), cfg.hidden_size, num_labels)
+  model = LlamaRewardModel(cfg, num_labels=num_labels)
+  ids = jnp.zeros((1, 8), jnp.int32)
+  init_params = lambda rng: model.init(rng, ids)["params"]
+  return BuiltModel(cfg, model, tok, init_params, pretrained)
+
+
+def select_head_columns(params: dict[str, Any], columns: list[int]) -> dict[str, Any]:
+  """Keeps output columns of the reward head (e.g. the helpfulness output of a regression RM)."""
+  kernel = np.asarray(params["score"]["kernel"])
+  return {**params, "score": {"kernel": kernel[:, columns]}}

@@ -1,0 +1,70 @@
+"""Objectives: a reward model and a loss bound into `objective(params, batch) -> (loss, metrics)`.
+
+Pairwise batches hold chosen and rejected of each pair side by side ([B, 2, L]); both go through
+the model in one forward pass of 2B sequences. Regression batches are [B, L] with labels [B, A].
+Each objective reports `count`, the normaliser its loss divides by, so gradient accumulation can
+weight micro-batches exactly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from helpsteer_jax import losses
+from helpsteer_jax.models.llama import LlamaRewardModel
+from helpsteer_jax.training.step import COUNT_KEY, Objective
+
+
+def pair_rewards(model: LlamaRewardModel, params: Any, batch: dict[str, jax.Array],
+                 head_index: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Rewards (chosen [B], rejected [B]) from output column `head_index`, in one forward."""
+  b, two, length = batch["input_ids"].shape
+  assert two == 2, batch["input_ids"].shape
+  r = model.apply({"params": params}, batch["input_ids"].reshape(2 * b, length),
+                  batch["attention_mask"].reshape(2 * b, length))
+  r = r[:, head_index].reshape(b, 2)
+  return r[:, 0], r[:, 1]
+
+
+def pairwise_objective(model: LlamaRewardModel, loss_name: str, *, head_index: int = 0,
+                       normalize: str = "pairs", centering_coef: float = 0.0) -> Objective:
+  loss_fn = losses.PAIRWISE_LOSSES[loss_name] if loss_name in losses.PAIRWISE_LOSSES else None
+  if loss_fn is None:
+    raise ValueError(f"pairwise loss {loss_name!r} not in {sorted(losses.PAIRWISE_LOSSES)}")
+
+  def objective(params, batch):
+    r_c, r_r = pair_rewards(model, params, batch, head_index)
+    w = batch["weight"].astype(jnp.float32)
+    loss, metrics = loss_fn(r_chosen=r_c, r_rejected=r_r, strength=batch["strength"], mask=w,
+                            normalize=normalize)
+    if centering_coef:
+      term, cm = losses.reward_centering(r_chosen=r_c, r_rejected=r_r, mask=w,
+                                         coef=centering_coef)
+      loss = loss + term
+      metrics = {**metrics, **{f"centering_{k}": v for k, v in cm.items()}}
+    strength_norm = loss_name == "scaled_bt" and normalize == "strength"
+    count = jnp.sum(w * batch["strength"]) if strength_norm else jnp.sum(w)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    metrics.update(loss=loss, **{COUNT_KEY: count})
+    return loss, metrics
+
+  return objective
+
+
+def regression_objective(model: LlamaRewardModel,
+                         attribute_names: tuple[str, ...] = losses.ATTRIBUTES) -> Objective:
+  """SteerLM regression: the model's outputs are the attributes, in `attribute_names` order."""
+
+  def objective(params, batch):
+    pred = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"])
+    label_mask = batch["label_mask"] * batch["weight"][:, None]
+    loss, metrics = losses.regression(predictions=pred, labels=batch["labels"],
+                                      label_mask=label_mask, mask=batch["weight"],
+                                      attribute_names=attribute_names)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    metrics.update(loss=loss, **{COUNT_KEY: jnp.sum(label_mask)})
+    return loss, metrics
+
+  return objective
