@@ -40,6 +40,7 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
                  path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="train"),
       eval=dict(format="helpsteer_ratings_pairs",
                 path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="validation"),
+      eval_ratings={},  # regression configs: held-out ratings for per-attribute MSE
       validation_fraction=0.1,  # held-out prompts when a file has no split column
       attributes=ATTRIBUTES,
       max_length=1024, batch_size=8, eval_batch_size=8, pad_to_multiple_of=64,

@@ -19,10 +19,14 @@ def get_config(arg: str = "tiny"):
   c.model.num_labels = len(c.data.attributes)
   c.data.train.format = "helpsteer_ratings"
   c.data.eval.format = "helpsteer_ratings_pairs"  # validation: accuracy of predicted helpfulness
+  # ... and per-attribute MSE on the held-out rated responses
+  c.data.eval_ratings = dict(c.data.eval, format="helpsteer_ratings")
   if variant.startswith("llama3"):
     c.data.train = dict(format="helpsteer2_ratings", path="nvidia/HelpSteer2", split="train")
     c.data.eval = dict(format="helpsteer2_preference", path="nvidia/HelpSteer2",
                        split="validation")
+    c.data.eval_ratings = dict(format="helpsteer2_ratings", path="nvidia/HelpSteer2",
+                               split="validation")
     c.optim.lr = 2e-6
     c.train.epochs = 2.0
   return c

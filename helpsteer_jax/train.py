@@ -128,11 +128,17 @@ def train(config, workdir: str) -> dict[str, Any]:
   lr_at = learning_rate_schedule(config.optim)
   total_steps = data.total_steps(config.train)
 
+  ratings_eval_fn = jax.jit(functools.partial(eval_step, objective=make_objective(config, built)),
+                            in_shardings=(shardings.params, batch_sh))
+
   def run_eval(step: int) -> dict[str, float] | None:
     if data.eval is None:
       return None
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       m = evaluate(eval_fn, state.params, data.eval_batches(), put)
+      if data.eval_ratings is not None:  # regression: per-attribute MSE on held-out ratings
+        r = evaluate(ratings_eval_fn, state.params, iter(data.eval_ratings), put)
+        m.update({f"ratings_{k}": v for k, v in r.items()})
     log.scalars(step, m, prefix="eval/")
     log.text(f"eval @ step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
     return m

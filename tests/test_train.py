@@ -51,6 +51,9 @@ def test_every_config_runs_two_steps(name, arg, tmp_path):
   assert np.isfinite(out["eval_after"]["loss"]) and 0 <= out["eval_after"]["accuracy"] <= 1
   assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "config.json").exists()
   assert any((tmp_path / "tensorboard").iterdir())
+  if name == "regression":  # held-out per-attribute MSE beside helpfulness-implied accuracy
+    attrs = c.data.attributes
+    assert all(np.isfinite(out["eval_after"][f"ratings_mse_{a}"]) for a in attrs)
 
 
 def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
@@ -139,3 +142,31 @@ def test_interrupted_run_resumes_exactly(sig, tmp_path):
   for r in _batch_log(run):
     run_log[r["step"]] = r["sha"]  # a step redone after SIGKILL overwrites its first record
   assert run_log == ref_log and sorted(ref_log) == list(range(1, steps + 1))
+
+
+@pytest.mark.slow
+def test_two_processes_agree_with_one(tmp_path):
+  """jax.distributed on localhost: 2 processes x 1 CPU device == 1 process x 2 devices."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  args = ["--config.train.steps=3", "--config.mesh.data=2", "--config.train.checkpoint_every=0"]
+  single = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  subprocess.run(_cmd(tmp_path / "one", 3, args), cwd=REPO, env=single, check=True,
+                 capture_output=True)
+  procs = []
+  for i in range(2):
+    env = dict(_env(), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(i))
+    procs.append(subprocess.Popen(_cmd(tmp_path / "two", 3, args), cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err.decode()[-3000:]
+  loss = lambda d: [json.loads(l)["train/loss"] for l in
+                    (d / "metrics.jsonl").read_text().splitlines() if "train/loss" in l]
+  np.testing.assert_allclose(loss(tmp_path / "two"), loss(tmp_path / "one"), atol=1e-5, rtol=0)
+  a, b = _final_params(tmp_path / "one"), _final_params(tmp_path / "two")
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)

@@ -65,7 +65,10 @@ def restore_params(workdir: str | Path) -> Any:
   step = ckpt.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint under {Path(workdir) / 'checkpoints'}")
-  restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  # The other run may have used another topology (a pod): read onto this host's first device.
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  restored = ckpt.manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(fallback_sharding=local)))
   ckpt.close()
   state = restored.state
   params = state["params"] if isinstance(state, dict) else state.params

@@ -14,6 +14,7 @@ class Data:
   train: PairBatcher | RatingBatcher
   eval: PairBatcher | None
   report: str
+  eval_ratings: RatingBatcher | None = None  # regression: held-out rated responses
 
   def eval_batches(self) -> Iterator[dict[str, Any]]:
     """One full, fixed-order pass over the validation pairs."""
@@ -68,4 +69,12 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     eval_batcher = PairBatcher(encoded, d.eval_batch_size // process_count, 0, shuffle=False,
                                **common)
     reports.append(f"eval {counts.report()} -> {len(encoded)} pairs")
-  return Data(train, eval_batcher, "\n".join(reports))
+  eval_ratings = None
+  if config.loss.name == "regression" and d.eval_ratings:
+    rated, counts = load_ratings(_spec(d.eval_ratings, d, ratings=True))
+    encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
+                     d.max_eval_examples)
+    eval_ratings = RatingBatcher(encoded, d.eval_batch_size // process_count, 0, shuffle=False,
+                                 attributes=tuple(d.attributes), **common)
+    reports.append(f"eval ratings {counts.report()} -> {len(encoded)} examples")
+  return Data(train, eval_batcher, "\n".join(reports), eval_ratings)
