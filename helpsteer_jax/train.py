@@ -18,7 +18,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from flax import linen as nn
 from ml_collections import config_flags
 
@@ -61,7 +61,7 @@ def evaluate(eval_fn, params, batches, put) -> dict[str, float]:
     n = float(m[COUNT_KEY])
     count += n
     for k, v in m.items():
-      if k != COUNT_KEY and np.ndim(v) == 0:
+      if k not in (COUNT_KEY, "num_pairs", "num_labels") and np.ndim(v) == 0:
         totals[k] = totals.get(k, 0.0) + n * float(v)
   return {k: v / max(count, 1.0) for k, v in totals.items()} | {COUNT_KEY: count}
 
@@ -209,6 +209,7 @@ flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   train(FLAGS.config, FLAGS.workdir)
 
 
