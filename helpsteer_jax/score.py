@@ -3,8 +3,9 @@
   python -m helpsteer_jax.score --model SOURCE --input IN.jsonl --output OUT.jsonl
 
 Each row has `prompt` (a string or a list of chat messages) and either `chosen`/`rejected` or
-`response` (strings, or lists of assistant messages). Every conversation is rendered once with the
-tokenizer's chat template and tokenised without adding special tokens again (no double BOS).
+`response` (strings, or one-message assistant lists). Every conversation is rendered once with the
+tokenizer's chat template and tokenised without adding special tokens again (no double BOS), by
+the training pipeline's encoder: a conversation over --max-length loses its oldest turns first.
 Output rows are the input rows plus `reward_chosen`/`reward_rejected` or `reward` (the head output
 `--head-index`; all outputs under `outputs_*` when the head has several), in input order.
 """
@@ -20,38 +21,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from helpsteer_jax.data.chat import check_response, message_list, prompt_messages
+from helpsteer_jax.data.encoding import ChatEncoder
+from helpsteer_jax.data.records import DataError
 from helpsteer_jax.models import LlamaRewardModel, load_pretrained
 
 
-class ScoreError(ValueError):
-  pass
+ScoreError = DataError  # bad input: the message starts with file:line
 
 
-def conversation(prompt: Any, response: Any, where: str) -> list[dict[str, str]]:
-  """Chat messages for a prompt (string or messages) followed by a response."""
-  if isinstance(prompt, str):
-    messages = [{"role": "user", "content": prompt}]
-  elif isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m and "content" in m
-                                        for m in prompt):
-    messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
-  else:
-    raise ScoreError(f"{where}: 'prompt' must be a string or a list of {{role, content}} messages")
-  if isinstance(response, str):
-    if not response.strip():
-      raise ScoreError(f"{where}: empty response")
-    return messages + [{"role": "assistant", "content": response}]
-  if isinstance(response, list) and response and all(
-      isinstance(m, dict) and m.get("role") == "assistant" for m in response):
-    return messages + [{"role": "assistant", "content": m["content"]} for m in response]
-  raise ScoreError(f"{where}: a response must be a non-empty string or assistant messages")
-
-
-def encode(tokenizer, messages: list[dict[str, str]], max_length: int, where: str) -> list[int]:
-  text = tokenizer.apply_chat_template(messages, tokenize=False)
-  ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-  if len(ids) > max_length:
-    raise ScoreError(f"{where}: {len(ids)} tokens exceed --max-length {max_length}")
-  return ids
+def response_text(value: Any, source: str, line: int, column: str) -> str:
+  """A response given as a string or as a one-message assistant list (TRL conversational)."""
+  if isinstance(value, list):
+    messages = message_list(value, source, line, column)
+    if len(messages) != 1 or messages[0]["role"] != "assistant":
+      raise ScoreError(f"{source}:{line}: {column} must be one assistant message")
+    value = messages[0]["content"]
+  return check_response(value, source, line, column)
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -111,21 +97,31 @@ class Scorer:
 
 
 def score_file(model_source: str, input_path: str | Path, output_path: str | Path, *,
-               batch_size: int = 8, max_length: int = 4096, head_index: int = 0) -> int:
+               batch_size: int = 8, max_length: int = 4096, head_index: int = 0) -> dict[str, int]:
   input_path = Path(input_path)
   pre = load_pretrained(model_source)
   if pre.num_labels is None:
     raise ScoreError(f"{model_source} has no reward head: score needs a reward model "
                      "(LlamaForSequenceClassification, or a trained workdir exported to one)")
   tok = pre.tokenizer
+  # The training pipeline's encoder: rendered once, no added specials, oldest turns cut first.
+  encoder = ChatEncoder(tok, max_length)
   rows = read_rows(input_path)
-  seqs: list[list[int]] = []
+  seqs: list[np.ndarray] = []
   slots: list[tuple[int, str]] = []  # (row number in `rows`, field) of each sequence
+  truncated = 0
   for k, (line_no, row) in enumerate(rows):
-    where = f"{input_path}:{line_no}"
-    for field in _fields(row, where):
-      seqs.append(encode(tok, conversation(row["prompt"], row[field], where), max_length, where))
-      slots.append((k, field))
+    src = str(input_path)
+    fields = _fields(row, f"{src}:{line_no}")
+    messages = prompt_messages(row["prompt"], src, line_no)
+    responses = [response_text(row[f], src, line_no, f) for f in fields]
+    encoded, cut = encoder.encode(messages, responses)
+    if encoded is None:
+      raise ScoreError(f"{src}:{line_no}: longer than --max-length {max_length} tokens even with "
+                       "only the final user turn")
+    truncated += bool(cut)
+    seqs += [e.input_ids for e in encoded]
+    slots += [(k, f) for f in fields]
   scorer = Scorer(LlamaRewardModel(pre.config, num_labels=pre.num_labels), pre.reward_params(),
                   pad_id=tok.pad_token_id, batch_size=batch_size)
   rewards = scorer(seqs)
@@ -138,7 +134,7 @@ def score_file(model_source: str, input_path: str | Path, output_path: str | Pat
   with open(output_path, "w", encoding="utf-8") as f:
     for row in results:
       f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  return len(results)
+  return {"scored_rows": len(results), "truncated_rows": truncated}
 
 
 def main(argv: Iterable[str] | None = None) -> None:
@@ -151,11 +147,11 @@ def main(argv: Iterable[str] | None = None) -> None:
   ap.add_argument("--head-index", type=int, default=0, help="head output used as `reward`")
   args = ap.parse_args(argv)
   try:
-    n = score_file(args.model, args.input, args.output, batch_size=args.batch_size,
-                   max_length=args.max_length, head_index=args.head_index)
+    summary = score_file(args.model, args.input, args.output, batch_size=args.batch_size,
+                         max_length=args.max_length, head_index=args.head_index)
   except ScoreError as e:
     sys.exit(f"error: {e}")
-  print(json.dumps({"scored_rows": n, "output": args.output}))
+  print(json.dumps({**summary, "output": args.output}))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 
 from helpsteer_jax import export, score
+from helpsteer_jax.data.encoding import ChatEncoder
 from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained
 
 
@@ -48,7 +49,8 @@ def test_scores_equal_direct_model_and_do_not_depend_on_batching(reward_dir, tmp
   assert [r["prompt"] for r in a] == [r["prompt"] for r in ROWS]  # input order kept
   # Direct computation for the single response of row 3, rendered once without extra specials.
   tok = smollm2_tokenizer
-  text = tok.apply_chat_template(score.conversation(ROWS[2]["prompt"], ROWS[2]["response"], "x"),
+  text = tok.apply_chat_template([{"role": "user", "content": ROWS[2]["prompt"]},
+                                  {"role": "assistant", "content": ROWS[2]["response"]}],
                                  tokenize=False)
   ids = np.asarray(tok(text, add_special_tokens=False)["input_ids"])[None]
   direct = np.asarray(LlamaRewardModel(cfg, num_labels=2).apply({"params": params}, ids))[0]
@@ -72,7 +74,7 @@ def test_bad_rows_name_file_and_line(reward_dir, tmp_path):
   with pytest.raises(score.ScoreError, match=r"bad.jsonl:2: not valid JSON"):
     score.score_file(str(model_dir), bad, tmp_path / "o")
   bad.write_text(json.dumps({"prompt": "x", "response": "  "}) + "\n")
-  with pytest.raises(score.ScoreError, match=r"bad.jsonl:1: empty response"):
+  with pytest.raises(score.ScoreError, match=r"bad.jsonl:1: response is empty"):
     score.score_file(str(model_dir), bad, tmp_path / "o")
 
 
@@ -82,8 +84,8 @@ def test_one_bos_when_the_template_has_it(smollm2_tokenizer):
   try:
     tok.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: "
                          "{{ m['content'] }}\n{% endfor %}")
-    ids = score.encode(tok, [{"role": "user", "content": "hi"},
-                             {"role": "assistant", "content": "yo"}], 100, "x")
+    (enc,), _ = ChatEncoder(tok, 100).encode([{"role": "user", "content": "hi"}], ["yo"])
+    ids = list(enc.input_ids)
     assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
   finally:
     tok.chat_template = saved
