@@ -69,6 +69,10 @@ def evaluate(eval_fn, params, batches, put) -> dict[str, float]:
 def train(config, workdir: str) -> dict[str, Any]:
   # --- set-up
   distributed.maybe_initialize()
+  if "://" in str(workdir):
+    # pathlib would quietly turn gs://b/x into a local folder gs:/b/x.
+    raise ValueError(f"workdir {workdir!r}: only local (or mounted, e.g. gcsfuse) paths are "
+                     "supported")
   workdir_p = Path(workdir)
   workdir_p.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0

@@ -74,6 +74,26 @@ def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
   assert out["step"] == 4
 
 
+def test_non_finite_step_stops_training_and_is_never_saved(tmp_path):
+  from helpsteer_jax.train import NonFiniteError
+  c = load_config("bt", "tiny")
+  c.optim.lr = float("nan")  # finite loss and gradients, NaN update at the first step
+  c.train.checkpoint_every = 1
+  with pytest.raises(NonFiniteError, match="at step 0"):
+    train(c, str(tmp_path))
+  saved = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+  assert saved == []
+
+
+def test_mistyped_config_key_is_an_error(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "helpsteer_jax.train", "--config",
+                         "experiments/bt.py:tiny", "--workdir", str(tmp_path),
+                         "--config.train.stepz=3"], cwd=REPO, env=_env(), capture_output=True)
+  assert proc.returncode != 0
+  assert b"stepz" in proc.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
 def test_mesh_2x2x2_equals_one_device(tmp_path):
   assert jax.device_count() == 8
   losses = {}

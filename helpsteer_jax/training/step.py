@@ -62,10 +62,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, objective: Obj
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update. Non-finite loss or gradients skip the update and mark `bad_step`."""
   loss, metrics, grads = loss_and_grads(objective, state.params, batch, grad_accum)
-  finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
-      [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
-  ok = finite & (state.bad_step < 0)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  # The updates too: finite gradients can still give a non-finite step (a NaN learning rate,
+  # an overflowing second moment), and the new parameters are what a checkpoint would keep.
+  finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
+      [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves((grads, updates))]))
+  ok = finite & (state.bad_step < 0)
   params = optax.apply_updates(state.params, updates)
   keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
   new_state = state.replace(
