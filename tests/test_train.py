@@ -1,7 +1,8 @@
 """The trainer end to end on `:tiny` configs (SmolLM2 tokenizer, real HelpSteer rows).
 
 Tolerances: the 2x2x2-mesh loss equals the 1-device loss within 1e-5 per step; resumed runs
-end with parameters bitwise equal to an uninterrupted run (CPU).
+end with parameters bitwise equal to an uninterrupted run (CPU); a workdir loaded scanned vs
+unscanned gives rewards within 1e-6 (XLA fuses the two layouts differently).
 """
 import hashlib
 import importlib.util
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.needs_data
 
 
-def load_config(name: str, arg: str = "tiny"):
+def load_config_file(name: str, arg: str = "tiny"):
   spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
@@ -44,7 +45,7 @@ def _final_params(workdir):
                                       ("scaled_bt", "tiny"), ("regression", "tiny"),
                                       ("regression", "tiny,helpfulness")])
 def test_every_config_runs_two_steps(name, arg, tmp_path):
-  c = load_config(name, arg)
+  c = load_config_file(name, arg)
   c.train.steps = 2
   out = train(c, str(tmp_path))
   assert out["step"] == 2
@@ -57,11 +58,11 @@ def test_every_config_runs_two_steps(name, arg, tmp_path):
 
 
 def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
-  c1 = load_config("regression", "tiny")
+  c1 = load_config_file("regression", "tiny")
   c1.train.steps = 2
   train(c1, str(tmp_path / "stage1"))
   stage1 = _final_params(tmp_path / "stage1")
-  c2 = load_config("scaled_bt_from_regression", "tiny")
+  c2 = load_config_file("scaled_bt_from_regression", "tiny")
   with pytest.raises(ValueError, match="init_from"):
     train(c2, str(tmp_path / "no_init"))
   c2.init_from = str(tmp_path / "stage1")
@@ -74,9 +75,32 @@ def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
   assert out["step"] == 4
 
 
+def test_workdir_is_a_model_source_in_either_layer_layout(tmp_path):
+  from helpsteer_jax.models import LlamaRewardModel, load_pretrained
+  from helpsteer_jax.models.loading import load_config
+  c = load_config_file("regression", "tiny")
+  c.train.steps = 1
+  c.model.scan_layers = True
+  train(c, str(tmp_path))
+  saved = _final_params(tmp_path)
+  scanned = load_pretrained(str(tmp_path))
+  flat = load_pretrained(str(tmp_path), scan_layers=False, tokenizer=False)
+  assert scanned.num_labels == flat.num_labels == 5 and scanned.config.scan_layers
+  assert load_config(str(tmp_path)) == (scanned.config, 5)
+  np.testing.assert_array_equal(scanned.params["score"]["kernel"], saved["score"]["kernel"])
+  ids = np.asarray(scanned.tokenizer("Hello there, reward model.")["input_ids"])[None]
+  r_scan = LlamaRewardModel(scanned.config, 5).apply({"params": scanned.params}, ids)
+  r_flat = LlamaRewardModel(flat.config, 5).apply({"params": flat.params}, ids)
+  # Same numbers in both layouts; scan vs unrolled layers fuse differently in XLA, so the
+  # rewards may differ in the last float32 bits (tolerance 1e-6 absolute on |r| ~ 0.2).
+  np.testing.assert_array_equal(flat.params["model"]["layers"]["1"]["mlp"]["up_proj"]["kernel"],
+                                saved["model"]["layers"]["mlp"]["up_proj"]["kernel"][1])
+  np.testing.assert_allclose(np.asarray(r_scan), np.asarray(r_flat), rtol=0, atol=1e-6)
+
+
 def test_non_finite_step_stops_training_and_is_never_saved(tmp_path):
   from helpsteer_jax.train import NonFiniteError
-  c = load_config("bt", "tiny")
+  c = load_config_file("bt", "tiny")
   c.optim.lr = float("nan")  # finite loss and gradients, NaN update at the first step
   c.train.checkpoint_every = 1
   with pytest.raises(NonFiniteError, match="at step 0"):
@@ -99,7 +123,7 @@ def test_mesh_2x2x2_equals_one_device(tmp_path):
   losses = {}
   for name, mesh in (("one", dict(data=1, fsdp=1, tensor=1)),
                      ("mesh", dict(data=2, fsdp=2, tensor=2))):
-    c = load_config("scaled_bt", "tiny")
+    c = load_config_file("scaled_bt", "tiny")
     c.train.steps = 5
     c.train.log_every = 1
     c.data.batch_size = 4

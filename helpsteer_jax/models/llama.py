@@ -18,6 +18,15 @@ layers); activations are constrained at block boundaries to (batch, length, embe
 Positions come from the attention mask (cumsum - 1), so a sequence gets the same numbers alone,
 right-padded or left-padded; rewards are read at the last real token found from the mask, never
 from token ids, so pad == eos is harmless.
+
+Decoding (helpsteer_jax.rlhf.generate): with `cache_index` given, the model runs on new tokens only.
+Each attention layer keeps its keys and values in the flax collection "cache" (`key`, `value`:
+[B, S, kv_heads, head_dim], S the whole prompt + response length; zeros on first use, so the
+first call, the prefill, creates them), writes the new ones at slots [cache_index, cache_index + t)
+and attends over all S slots. `attention_mask` then covers all S slots (1 for real tokens written
+so far and the new ones), so positions and masking are those of the full forward on the same
+sequence. Decoding supports the unrolled layer stack only (convert scanned parameters with
+models.convert.unstack_layers).
 """
 from __future__ import annotations
 
@@ -93,7 +102,8 @@ class LlamaAttention(nn.Module):
   cfg: LlamaConfig
 
   @nn.compact
-  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array) -> Array:
+  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array,
+               cache_index: Array | None = None) -> Array:
     cfg = self.cfg
     b, t, _ = x_btd.shape
     h, kv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -102,6 +112,14 @@ class LlamaAttention(nn.Module):
     v = _dense(kv * hd, ("embed", "kv_heads"), cfg, "v_proj")(x_btd).reshape(b, t, kv, hd)
     inv_freq = rope_inv_freq(cfg)
     q, k = apply_rope(q, positions_bt, inv_freq), apply_rope(k, positions_bt, inv_freq)
+    if cache_index is not None:  # decoding: keys/values of all S slots live in the cache
+      s = mask_b1tt.shape[-1]
+      cached_k = self.variable("cache", "key", jnp.zeros, (b, s, kv, hd), k.dtype)
+      cached_v = self.variable("cache", "value", jnp.zeros, (b, s, kv, hd), v.dtype)
+      start = (0, cache_index, 0, 0)
+      cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, start)
+      cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
+      k, v = cached_k.value, cached_v.value
     # Grouped-query attention is handled inside dot_product_attention (h % kv == 0).
     out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
                                        implementation=cfg.attention_impl)
@@ -123,12 +141,13 @@ class LlamaDecoderLayer(nn.Module):
   cfg: LlamaConfig
 
   @nn.compact
-  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array):
+  def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array,
+               cache_index: Array | None = None):
     cfg = self.cfg
     norm = functools.partial(RMSNorm, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
     x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "embed"))
     h = LlamaAttention(cfg, name="self_attn")(norm(name="input_layernorm")(x_btd), positions_bt,
-                                               mask_b1tt)
+                                               mask_b1tt, cache_index)
     x_btd = x_btd + h
     x_btd = x_btd + LlamaMLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x_btd))
     return nn.with_logical_constraint(x_btd, ("batch", "length", "embed")), None
@@ -140,9 +159,12 @@ class _Layers(nn.Module):
   layer_cls: type
 
   @nn.compact
-  def __call__(self, x, positions, mask):
+  def __call__(self, x, positions, mask, cache_index=None):
     for i in range(self.cfg.num_hidden_layers):
-      x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask)
+      if cache_index is None:  # the training call, unchanged (remat wraps exactly these args)
+        x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask)
+      else:
+        x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask, cache_index)
     return x
 
 
@@ -161,6 +183,24 @@ def attention_mask_4d(attention_mask_bt: Array) -> Array:
 def positions_from_mask(attention_mask_bt: Array) -> Array:
   """Position of each token among the real tokens of its row (0 at the first real token)."""
   return jnp.maximum(jnp.cumsum(attention_mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def decode_mask_and_positions(attention_mask_bs: Array, cache_index: Array,
+                              t: int) -> tuple[Array, Array]:
+  """[B, 1, t, S] mask and [B, t] positions of t new tokens at slots cache_index .. + t - 1.
+
+  The same as rows cache_index .. + t - 1 of `attention_mask_4d` and `positions_from_mask` over
+  the S slots, so cached decoding sees exactly what the full forward sees.
+  """
+  s = attention_mask_bs.shape[-1]
+  slots = cache_index + jnp.arange(t)
+  keys = jnp.arange(s)
+  causal = slots[:, None] >= keys[None, :]
+  real = attention_mask_bs.astype(bool)[:, None, None, :]
+  mask = (causal[None, None] & real) | (slots[:, None] == keys[None, :])[None, None]
+  positions = jax.lax.dynamic_slice_in_dim(positions_from_mask(attention_mask_bs), cache_index, t,
+                                           axis=1)
+  return mask, positions
 
 
 def last_token_index(attention_mask_bt: Array) -> Array:
@@ -193,12 +233,21 @@ class LlamaModel(nn.Module):
       self.layers = _Layers(cfg, layer)
     self.norm = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
 
-  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
+  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
+               cache_index: Array | None = None) -> Array:
+    """Hidden states; with `cache_index`, of the new tokens only (see the module docstring)."""
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones_like(input_ids_bt)
+    x = self.embed_tokens(input_ids_bt)
+    if cache_index is not None:
+      if self.cfg.scan_layers:
+        raise NotImplementedError("decoding with scan_layers=True is not supported; use "
+                                  "scan_layers=False and models.convert.unstack_layers(params)")
+      mask, positions = decode_mask_and_positions(attention_mask_bt, cache_index,
+                                                  input_ids_bt.shape[1])
+      return self.norm(self.layers(x, positions, mask, cache_index))
     positions = positions_from_mask(attention_mask_bt)
     mask = attention_mask_4d(attention_mask_bt)
-    x = self.embed_tokens(input_ids_bt)
     x = self.layers(x, positions, mask)
     if self.cfg.scan_layers:
       x = x[0]
@@ -218,8 +267,9 @@ class LlamaForCausalLM(nn.Module):
     if not self.cfg.tie_word_embeddings:
       self.lm_head = _dense(self.cfg.vocab_size, ("embed", "vocab"), self.cfg, "lm_head")
 
-  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
-    h = self.model(input_ids_bt, attention_mask_bt)
+  def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
+               cache_index: Array | None = None) -> Array:
+    h = self.model(input_ids_bt, attention_mask_bt, cache_index)
     logits = self.model.attend(h) if self.cfg.tie_word_embeddings else self.lm_head(h)
     return logits.astype(jnp.float32)
 

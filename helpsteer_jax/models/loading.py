@@ -229,26 +229,43 @@ def _check_complete(params: dict[str, Any], cfg: LlamaConfig, num_labels: int | 
     raise ValueError(f"{where}: unexpected parameters {sorted('/'.join(p) for p in extra)}")
 
 
-def load_pretrained(source: str, *, dtype: Any = np.float32, tokenizer: bool = True,
-                    put: Callable[[tuple[str, ...], np.ndarray], Any] | None = None,
-                    **runtime) -> Pretrained:
-  """Loads a Llama checkpoint: HF directory / hub id, `gguf:PATH` or `*.gguf`, or `smollm2`.
-
-  `runtime` overrides runtime fields of the config (dtype, remat_policy, scan_layers, ...).
-  A LlamaForSequenceClassification checkpoint's `score` weight becomes the reward head.
-  """
+def _open(source: str) -> tuple[dict[str, Any], int | None, TensorStream]:
+  """(HF config dict, reward-head width or None, lazy tensor stream) of a checkpoint source."""
   src = sources.resolve(source)
   if src.kind == "gguf":
     from gguf import GGUFReader  # pylint: disable=g-import-not-at-top
     if not Path(src.path).exists():
       raise FileNotFoundError(f"GGUF file not found: {src.path}")
-    reader = GGUFReader(src.path)
-    hf_cfg, num_labels = _gguf_config(reader), None
-    stream = _gguf_stream(reader, hf_cfg)
-  else:
-    model_dir = _hf_dir(src.path)
-    hf_cfg, num_labels = _hf_config(model_dir)
-    stream = _safetensors_stream(model_dir)
+    reader = GGUFReader(src.path)  # memory-mapped: nothing is dequantized until streamed
+    hf_cfg = _gguf_config(reader)
+    return hf_cfg, None, _gguf_stream(reader, hf_cfg)
+  model_dir = _hf_dir(src.path)
+  hf_cfg, num_labels = _hf_config(model_dir)
+  return hf_cfg, num_labels, _safetensors_stream(model_dir)
+
+
+def load_config(source: str, **runtime) -> tuple[LlamaConfig, int | None]:
+  """The model config and reward-head width of a checkpoint source, without reading weights."""
+  if sources.is_workdir(source):
+    from helpsteer_jax.training.workdir import workdir_config  # pylint: disable=g-import-not-at-top
+    return workdir_config(source, **runtime)
+  hf_cfg, num_labels, _ = _open(source)
+  return LlamaConfig.from_hf(hf_cfg, **runtime), num_labels
+
+
+def load_pretrained(source: str, *, dtype: Any = np.float32, tokenizer: bool = True,
+                    put: Callable[[tuple[str, ...], np.ndarray], Any] | None = None,
+                    **runtime) -> Pretrained:
+  """Loads a Llama checkpoint: HF directory / hub id, `gguf:PATH` or `*.gguf`, `smollm2`, or a
+  training workdir (its latest checkpoint; see helpsteer_jax.training.workdir).
+
+  `runtime` overrides runtime fields of the config (dtype, remat_policy, scan_layers, ...).
+  A LlamaForSequenceClassification checkpoint's `score` weight becomes the reward head.
+  """
+  if sources.is_workdir(source):
+    from helpsteer_jax.training.workdir import load_workdir  # pylint: disable=g-import-not-at-top
+    return load_workdir(source, dtype=dtype, tokenizer=tokenizer, **runtime)
+  hf_cfg, num_labels, stream = _open(source)
   cfg = LlamaConfig.from_hf(hf_cfg, **runtime)
   params = _assemble(stream, cfg, dtype, put)
   if cfg.scan_layers:

@@ -42,6 +42,12 @@ def smollm2_gguf_path() -> Path:
   return path
 
 
+def is_workdir(source: str) -> bool:
+  """A training workdir: a directory with the run's config.json and a checkpoints/ folder."""
+  p = Path(os.fspath(source))
+  return p.is_dir() and (p / "checkpoints").is_dir() and (p / "config.json").is_file()
+
+
 def resolve(source: str) -> Source:
   """Turns a source string into a `Source` (no file is read)."""
   source = os.fspath(source)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
+from helpsteer_jax.models.loading import load_config
 from helpsteer_jax.models.config import LlamaConfig
 
 _RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
@@ -33,16 +34,29 @@ def fresh_head(rng: np.random.Generator, hidden: int, num_labels: int) -> dict[s
   return {"kernel": rng.normal(0.0, 0.02, (hidden, num_labels)).astype(np.float32)}
 
 
+def preset_config(model_cfg) -> tuple[LlamaConfig, Any]:
+  """Config and tokenizer of a preset (random-init) model; the tokenizer fixes the vocabulary."""
+  tok = load_tokenizer(model_cfg.tokenizer) if model_cfg.get("tokenizer") else None
+  cfg = PRESETS[model_cfg.source]
+  if tok is not None:
+    cfg = cfg.replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+  return cfg.replace(**_runtime(model_cfg)), tok
+
+
+def model_config(model_cfg, tokenizer: bool = True) -> tuple[LlamaConfig, Any]:
+  """Config (with the run's runtime settings) and tokenizer of a config's model; no weights."""
+  if model_cfg.source in PRESETS:
+    return preset_config(model_cfg)
+  cfg, _ = load_config(model_cfg.source, **_runtime(model_cfg))
+  return cfg, (load_tokenizer(model_cfg.source) if tokenizer else None)
+
+
 def build_model(model_cfg, seed: int = 0) -> BuiltModel:
   """`model_cfg.source` is a preset name (random init) or a checkpoint source (smollm2, ...)."""
   num_labels = int(model_cfg.num_labels)
   if model_cfg.source in PRESETS:
-    tok = load_tokenizer(model_cfg.tokenizer) if model_cfg.get("tokenizer") else None
-    cfg = PRESETS[model_cfg.source]
-    if tok is not None:
-      cfg = cfg.replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    cfg = cfg.replace(**_runtime(model_cfg))
+    cfg, tok = preset_config(model_cfg)
     pretrained = None
   else:
     pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
