@@ -1,0 +1,258 @@
+"""Our train step and scoring against PyTorch + transformers on the same model, batch and lengths.
+
+  python benchmarks/train_step.py                      # train step, 4 pairs x 256 tokens
+  python benchmarks/train_step.py --mode score         # scoring, 64 x 512 tokens
+  python benchmarks/train_step.py --impls jax_fp32,torch_fp32 --rounds 3
+
+Every measurement runs in its own child process (so peak memory is that implementation's alone),
+and the implementations alternate round by round, so drifting machine load hits them alike; the
+table keeps each implementation's best round (the median step time within a round). The model is
+SmolLM2-135M-shaped (random weights: speed does not depend on them); a pair is chosen + rejected
+through one forward of 2B sequences with the Bradley-Terry loss and AdamW (β 0.9/0.98, wd 0.1).
+
+FLOPs (written down, PaLM appendix B): a trained token costs 6·N + 12·layers·heads·head_dim·T
+(N = matmul parameters a token passes through: attention and MLP projections, reward head);
+scoring costs a third of that (forward only). MFU divides the model FLOP/s by the peak measured
+in the same run: a 2048³ float32 matmul through XLA (best of 10). Remat recomputation is not
+counted as useful work. Peak memory is the child's peak RSS (process total: weights, optimizer,
+activations, framework runtime).
+
+Implementations:
+  jax_fp32          our train_step (helpsteer_jax.training.step), float32, scan over layers
+  jax_fp32_remat    + full remat (what :smollm2 uses at 1024 tokens)
+  jax_fp32_unrolled float32, layers unrolled (not run by default: minutes of XLA compile)
+  jax_bf16          bfloat16 compute, float32 master weights and optimizer
+  torch_fp32        transformers LlamaForSequenceClassification + torch.optim.AdamW, float32
+  torch_bf16_gc     + bf16 autocast and gradient checkpointing (TRL RewardTrainer's defaults)
+TRL itself is not installed on this machine kind; the issue quotes its figures (205 tok/s fp32,
+376 tok/s with bf16 + checkpointing), and torch_bf16_gc reproduces its set-up without the Trainer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JAX_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_fp32_unrolled")
+DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "torch_fp32", "torch_bf16_gc")
+TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
+
+
+def _peak_rss_gib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _config(impl: str):
+  from helpsteer_jax.models import PRESETS  # pylint: disable=g-import-not-at-top
+  cfg = PRESETS["smollm2_135m"]
+  if impl == "jax_fp32_unrolled":
+    return cfg  # 30 layers inlined: XLA:CPU compiles it for minutes
+  cfg = cfg.replace(scan_layers=True)
+  if impl == "jax_fp32_remat":
+    cfg = cfg.replace(remat_policy="full")
+  elif impl == "jax_bf16":
+    cfg = cfg.replace(dtype="bfloat16")
+  return cfg
+
+
+def _tokens(rng, n: int, length: int, vocab: int):
+  return rng.integers(3, vocab, size=(n, length), dtype="int32")
+
+
+def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from flax import linen as nn
+  from helpsteer_jax.models import LlamaRewardModel
+  from helpsteer_jax.training.objectives import pairwise_objective
+  from helpsteer_jax.training.state import TrainState
+  from helpsteer_jax.training.step import train_step
+
+  cfg = _config(impl)
+  model = LlamaRewardModel(cfg, num_labels=1)
+  rng = np.random.default_rng(0)
+  params = nn.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))["params"])
+  if mode == "score":
+    ids = jnp.asarray(_tokens(rng, batch, length, cfg.vocab_size))
+    mask = jnp.ones_like(ids)
+    fn = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m))
+    run = lambda: fn(params, ids, mask).block_until_ready()
+  else:
+    tx = optax.adamw(1e-5, b1=0.9, b2=0.98, weight_decay=0.1)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                       rng=jax.random.PRNGKey(0), bad_step=jnp.full((), -1, jnp.int32))
+    data = {"input_ids": jnp.asarray(_tokens(rng, 2 * batch, length, cfg.vocab_size)
+                                     .reshape(batch, 2, length)),
+            "attention_mask": jnp.ones((batch, 2, length), jnp.int32),
+            "weight": jnp.ones((batch,), jnp.float32), "strength": jnp.ones((batch,), jnp.float32)}
+    step = jax.jit(functools.partial(train_step, objective=pairwise_objective(model, "bt"), tx=tx),
+                   donate_argnums=0)
+    holder = [state]
+
+    def run():
+      holder[0], metrics = step(holder[0], data)
+      metrics["loss"].block_until_ready()
+  t0 = time.perf_counter()
+  run()  # compile + first step
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - t0)
+  return {"compile_s": compile_s, "step_s": times}
+
+
+def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import torch
+  import transformers
+
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count() or 1)
+  cfg = _config("jax_fp32_unrolled")
+  hf = transformers.LlamaConfig(**cfg.to_hf(), num_labels=1)
+  model = transformers.LlamaForSequenceClassification(hf)
+  rng = np.random.default_rng(0)
+  n = batch if mode == "score" else 2 * batch
+  ids = torch.from_numpy(_tokens(rng, n, length, cfg.vocab_size)).long()
+  mask = torch.ones_like(ids)
+  bf16 = impl == "torch_bf16_gc"
+  autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+  if mode == "score":
+    model.eval()
+
+    def run():
+      with torch.no_grad(), autocast():
+        model(input_ids=ids, attention_mask=mask).logits.float()
+  else:
+    model.train()
+    if bf16:
+      model.gradient_checkpointing_enable()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), weight_decay=0.1)
+
+    def run():
+      with autocast():
+        r = model(input_ids=ids, attention_mask=mask).logits.float()[:, 0]
+      loss = -torch.nn.functional.logsigmoid(r[:batch] - r[batch:]).mean()
+      loss.backward()
+      opt.step()
+      opt.zero_grad(set_to_none=True)
+  t0 = time.perf_counter()
+  run()
+  first_s = time.perf_counter() - t0
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - t0)
+  return {"compile_s": first_s, "step_s": times}
+
+
+def child_peak() -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp
+  n = 2048
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, a).block_until_ready()
+  best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(10))
+  return {"peak_flops": 2 * n**3 / best}
+
+
+def _timed(fn) -> float:
+  t0 = time.perf_counter()
+  fn()
+  return time.perf_counter() - t0
+
+
+def _spawn(args: list[str]) -> dict:
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
+                       text=True, env=env, check=False)
+  if out.returncode:
+    raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--mode", choices=("train", "score"), default="train")
+  ap.add_argument("--batch", type=int, default=0, help="pairs (train, default 4) or sequences "
+                  "(score, default 64)")
+  ap.add_argument("--length", type=int, default=0, help="tokens (default 256 train, 512 score)")
+  ap.add_argument("--steps", type=int, default=5, help="timed steps per round (after 1 warm-up)")
+  ap.add_argument("--rounds", type=int, default=2)
+  ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS))
+  ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  train = args.mode == "train"
+  batch = args.batch or (4 if train else 64)
+  length = args.length or (256 if train else 512)
+
+  if args.child:
+    if args.child == "peak":
+      result = child_peak()
+    else:
+      fn = child_jax if args.child.startswith("jax") else child_torch
+      result = fn(args.child, args.mode, batch, length, args.steps)
+    result["peak_rss_gib"] = _peak_rss_gib()
+    print(json.dumps(result))
+    return
+
+  from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
+  impls = [i for i in args.impls.split(",") if i]
+  for i in impls:
+    if i not in JAX_IMPLS + TORCH_IMPLS:
+      sys.exit(f"unknown implementation {i!r}; choose from {JAX_IMPLS + TORCH_IMPLS}")
+  common = ["--mode", args.mode, "--batch", str(batch), "--length", str(length),
+            "--steps", str(args.steps)]
+  peak = _spawn(["--child", "peak"])["peak_flops"]
+  tokens = (2 * batch if train else batch) * length
+  flops_per_token = train_flops_per_token(_config("jax_fp32_unrolled"), length) / (1 if train else 3)
+  best: dict[str, dict] = {}
+  for r in range(args.rounds):
+    for impl in impls:
+      res = _spawn(["--child", impl, *common])
+      med = statistics.median(res["step_s"])
+      print(f"round {r}: {impl:15s} median step {med:.3f} s (compile/first {res['compile_s']:.1f}"
+            f" s, peak {res['peak_rss_gib']:.2f} GiB)", flush=True)
+      res["median_s"] = med
+      if impl not in best or med < best[impl]["median_s"]:
+        best[impl] = {**res, "peak_rss_gib": max(res["peak_rss_gib"],
+                                                 best.get(impl, {}).get("peak_rss_gib", 0))}
+  what = f"{batch} pairs x 2 x {length}" if train else f"{batch} x {length}"
+  print(f"\n{args.mode}: SmolLM2-135M shape, {what} tokens = {tokens} tokens/step; "
+        f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; {os.cpu_count()} CPU cores")
+  print(f"{'impl':15s} {'step s':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} "
+        f"{'peak GiB':>9s} {'x torch_fp32':>12s} {'mem/torch':>9s}")
+  ref = best.get("torch_fp32")
+  rows = []
+  for impl in impls:
+    b = best[impl]
+    tps = tokens / b["median_s"]
+    gflops = tps * flops_per_token / 1e9
+    ratio = (ref["median_s"] / b["median_s"]) if ref else float("nan")
+    mem = (b["peak_rss_gib"] / ref["peak_rss_gib"]) if ref else float("nan")
+    rows.append(dict(impl=impl, step_s=b["median_s"], tokens_per_s=tps, gflops=gflops,
+                     mfu=gflops * 1e9 / peak, peak_rss_gib=b["peak_rss_gib"],
+                     speedup_vs_torch_fp32=ratio, memory_vs_torch_fp32=mem,
+                     compile_s=b["compile_s"]))
+    print(f"{impl:15s} {b['median_s']:8.3f} {tps:9.1f} {gflops:8.1f} {gflops * 1e9 / peak:6.1%} "
+          f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f}")
+  print(json.dumps({"mode": args.mode, "batch": batch, "length": length, "peak_flops": peak,
+                    "rows": rows}))
+
+
+if __name__ == "__main__":
+  main()
