@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -69,15 +69,38 @@ def _fields(row: dict[str, Any], where: str) -> tuple[str, ...]:
 
 
 class Scorer:
-  """Batched, length-sorted reward scoring with one compiled shape per padded length."""
+  """Batched, length-sorted scoring with one compiled shape per padded length.
 
-  def __init__(self, model: LlamaRewardModel, params: Any, pad_id: int, batch_size: int = 8,
-               pad_to_multiple_of: int = 64):
+  By default it applies a reward model: `fn(params, ids, mask, starts) -> [B, ...]` replaces that
+  (for example response log-probs of a causal LM; `starts` [B] are the per-row response starts
+  passed to `__call__`, zeros when not given). With `mesh`, the batch dimension is sharded over
+  all of the mesh's devices (batch_size rounded up to a multiple of them) and params replicated.
+  `progress(n)` is called with the number of sequences after each batch.
+  """
+
+  def __init__(self, model: LlamaRewardModel | None, params: Any, pad_id: int,
+               batch_size: int = 8, pad_to_multiple_of: int = 64, *,
+               fn: Callable[..., Any] | None = None, mesh: Any = None):
+    if mesh is not None:
+      batch_size = -(-batch_size // mesh.size) * mesh.size
     self.batch_size, self.multiple, self.pad_id = batch_size, pad_to_multiple_of, pad_id
-    self._apply = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m))
+    if fn is None:
+      fn = lambda p, i, m, s: model.apply({"params": p}, i, m)  # pylint: disable=unnecessary-lambda-assignment
+    self._apply = jax.jit(fn)
+    self._batch_sharding = None
+    if mesh is not None:
+      from helpsteer_jax import sharding  # pylint: disable=g-import-not-at-top
+      self._batch_sharding = sharding.batch_sharding(mesh)
+      params = jax.device_put(params, sharding.replicated(mesh))
     self.params = params
 
-  def __call__(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+  def _put(self, a: np.ndarray) -> jax.Array:
+    if self._batch_sharding is None:
+      return jnp.asarray(a)
+    return jax.device_put(a, self._batch_sharding)
+
+  def __call__(self, sequences: Sequence[Sequence[int]], starts: Sequence[int] | None = None,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
     order = np.argsort([len(s) for s in sequences], kind="stable")
     out: list[np.ndarray | None] = [None] * len(sequences)
     for start in range(0, len(order), self.batch_size):
@@ -86,13 +109,19 @@ class Scorer:
       length = -(-longest // self.multiple) * self.multiple
       ids = np.full((self.batch_size, length), self.pad_id, np.int32)
       mask = np.zeros((self.batch_size, length), np.int32)
+      first = np.zeros((self.batch_size,), np.int32)
       for row, i in enumerate(idx):
         ids[row, :len(sequences[i])] = sequences[i]
         mask[row, :len(sequences[i])] = 1
+        if starts is not None:
+          first[row] = starts[i]
       mask[len(idx):, 0] = 1  # filler rows (discarded) still need one real token
-      rewards = np.asarray(self._apply(self.params, jnp.asarray(ids), jnp.asarray(mask)))
+      rewards = np.asarray(self._apply(self.params, self._put(ids), self._put(mask),
+                                       self._put(first)))
       for row, i in enumerate(idx):
         out[i] = rewards[row]
+      if progress is not None:
+        progress(len(idx))
     return np.stack(out) if out else np.zeros((0, 1), np.float32)
 
 

@@ -22,11 +22,11 @@ from absl import app, flags, logging
 from flax import linen as nn
 from ml_collections import config_flags
 
-from helpsteer_jax import distributed, sharding
+from helpsteer_jax import distributed, losses, sharding
 from helpsteer_jax.training import checkpoint, metrics_log, objectives
 from helpsteer_jax.training.data_setup import build_data
-from helpsteer_jax.training.model_setup import build_model, select_head_columns
-from helpsteer_jax.training.optimizer import learning_rate_schedule, make_optimizer
+from helpsteer_jax.training.model_setup import build_dpo_model, build_model, select_head_columns
+from helpsteer_jax.training.optimizer import freeze, learning_rate_schedule, make_optimizer
 from helpsteer_jax.training.state import (abstract_state, create_state, state_from_params,
                                           state_shardings)
 from helpsteer_jax.training.step import COUNT_KEY, eval_step, train_step
@@ -36,8 +36,14 @@ class NonFiniteError(RuntimeError):
   pass
 
 
+def is_dpo(config) -> bool:
+  return config.loss.name in losses.DPO_LOSSES
+
+
 def make_objective(config, built):
   loss = config.loss
+  if is_dpo(config):
+    return objectives.dpo_objective(built.model, loss.name, beta=loss.beta)
   if loss.name == "regression":
     return objectives.regression_objective(built.model, tuple(config.data.attributes))
   return objectives.pairwise_objective(built.model, loss.name, head_index=loss.head_index,
@@ -92,13 +98,15 @@ def train(config, workdir: str) -> dict[str, Any]:
       raise ValueError(f"data.{key}={config.data[key]} must divide over data x fsdp = "
                        f"{batch_ways} devices (x grad_accum={config.train.grad_accum} for training)")
   rules = tuple(tuple(r) for r in config.rules)
-  built = build_model(config.model, seed=config.seed)
+  built = (build_dpo_model if is_dpo(config) else build_model)(config.model, seed=config.seed)
   data = build_data(config, built.tokenizer, jax.process_index(), jax.process_count())
   log = metrics_log.Logger(workdir_p, enabled=is_main)
   log.text(data.report)
 
   # --- state: own checkpoint > init_from > pretrained > fresh
   tx = make_optimizer(config.optim)
+  if is_dpo(config):
+    tx = freeze(tx, "ref")
   shardings = state_shardings(built.init_params, tx, mesh, rules)
   abstract = abstract_state(built.init_params, tx)
   ckpt = checkpoint.Checkpointer(workdir_p, every=config.train.checkpoint_every,

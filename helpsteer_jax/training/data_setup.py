@@ -47,6 +47,7 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
                      f"{process_count} processes")
   common = dict(process_index=process_index, process_count=process_count,
                 pad_id=tokenizer.pad_token_id, pad_to_multiple_of=d.pad_to_multiple_of)
+  dpo = str(config.loss.name).startswith("dpo")  # DPO sums log-probs over response tokens
   reports = []
   if config.loss.name == "regression":
     rated, counts = load_ratings(_spec(d.train, d, ratings=True))
@@ -58,7 +59,8 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     pairs, counts = load_preferences(_spec(d.train, d, ratings=False), loss=config.loss.name)
     encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
                      d.max_train_examples)
-    train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed, **common)
+    train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
+                        response_mask=dpo, **common)
   reports.append(f"train {counts.report()} -> {len(encoded)} examples")
   eval_batcher = None
   if d.eval:
@@ -67,7 +69,7 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
                      d.max_eval_examples)
     eval_batcher = PairBatcher(encoded, d.eval_batch_size // process_count, 0, shuffle=False,
-                               **common)
+                               response_mask=dpo, **common)
     reports.append(f"eval {counts.report()} -> {len(encoded)} pairs")
   eval_ratings = None
   if config.loss.name == "regression" and d.eval_ratings:

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
+from helpsteer_jax.models import (PRESETS, LlamaForCausalLM, LlamaRewardModel, load_pretrained,
+                                  load_tokenizer)
 from helpsteer_jax.models.loading import load_config
 from helpsteer_jax.models.config import LlamaConfig
 
@@ -18,7 +19,7 @@ _RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
 @dataclasses.dataclass
 class BuiltModel:
   config: LlamaConfig
-  model: LlamaRewardModel
+  model: LlamaRewardModel | LlamaForCausalLM
   tokenizer: Any
   # init_params(rng) -> boxed parameters with logical names (used for shapes and fresh inits).
   init_params: Callable[[jax.Array], Any]
@@ -69,6 +70,27 @@ def build_model(model_cfg, seed: int = 0) -> BuiltModel:
   model = LlamaRewardModel(cfg, num_labels=num_labels)
   ids = jnp.zeros((1, 8), jnp.int32)
   init_params = lambda rng: model.init(rng, ids)["params"]
+  return BuiltModel(cfg, model, tok, init_params, pretrained)
+
+
+def build_dpo_model(model_cfg, seed: int = 0) -> BuiltModel:
+  """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen."""
+  del seed
+  if model_cfg.source in PRESETS:
+    cfg, tok = preset_config(model_cfg)
+    pretrained = None
+  else:
+    pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
+    cfg, tok = pre.config, pre.tokenizer
+    params = pre.causal_lm_params()
+    pretrained = {"policy": params, "ref": params}
+  model = LlamaForCausalLM(cfg)
+  ids = jnp.zeros((1, 8), jnp.int32)
+
+  def init_params(rng):
+    p = model.init(rng, ids)["params"]
+    return {"policy": p, "ref": p}
+
   return BuiltModel(cfg, model, tok, init_params, pretrained)
 
 

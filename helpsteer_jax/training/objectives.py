@@ -1,7 +1,9 @@
-"""Objectives: a reward model and a loss bound into `objective(params, batch) -> (loss, metrics)`.
+"""Objectives: a model and a loss bound into `objective(params, batch) -> (loss, metrics)`.
 
 Pairwise batches hold chosen and rejected of each pair side by side ([B, 2, L]); both go through
 the model in one forward pass of 2B sequences. Regression batches are [B, L] with labels [B, A].
+DPO trains a causal LM on the same pair batches (plus `response_mask`); its parameters are
+{"policy", "ref"}, the reference frozen (stop_gradient here, set_to_zero in the optimizer).
 Each objective reports `count`, the normaliser its loss divides by, so gradient accumulation can
 weight micro-batches exactly.
 """
@@ -13,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from helpsteer_jax import losses
-from helpsteer_jax.models.llama import LlamaRewardModel
+from helpsteer_jax.models.llama import LlamaForCausalLM, LlamaRewardModel
 from helpsteer_jax.training.step import COUNT_KEY, Objective
 
 
@@ -65,6 +67,45 @@ def regression_objective(model: LlamaRewardModel,
                                       attribute_names=attribute_names)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     metrics.update(loss=loss, **{COUNT_KEY: jnp.sum(label_mask)})
+    return loss, metrics
+
+  return objective
+
+
+def token_logprobs(model: LlamaForCausalLM, params: Any, input_ids: jax.Array,
+                   attention_mask: jax.Array) -> jax.Array:
+  """log p(input_ids[:, t] | input_ids[:, :t]) for t >= 1: float32 [B, T - 1] (full forward)."""
+  logits = model.apply({"params": params}, input_ids, attention_mask)[:, :-1]
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
+
+
+def response_logprobs(model: LlamaForCausalLM, params: Any, input_ids: jax.Array,
+                      attention_mask: jax.Array, response_mask: jax.Array) -> jax.Array:
+  """Σ log p(response tokens | prompt, earlier tokens): [B]."""
+  logp = token_logprobs(model, params, input_ids, attention_mask)
+  return jnp.sum(jnp.where(response_mask[:, 1:] != 0, logp, 0.0), axis=-1)
+
+
+def dpo_objective(model: LlamaForCausalLM, loss_name: str, *, beta: float) -> Objective:
+  """DPO and its margin/scaled variants (losses.DPO_LOSSES) on {"policy", "ref"} parameters."""
+  if loss_name not in losses.DPO_LOSSES:
+    raise ValueError(f"DPO loss {loss_name!r} not in {sorted(losses.DPO_LOSSES)}")
+  loss_fn = losses.DPO_LOSSES[loss_name]
+
+  def objective(params, batch):
+    b, two, length = batch["input_ids"].shape
+    assert two == 2, batch["input_ids"].shape
+    flat = [batch[k].reshape(2 * b, length) for k in ("input_ids", "attention_mask",
+                                                      "response_mask")]
+    pol = response_logprobs(model, params["policy"], *flat).reshape(b, 2)
+    ref = jax.lax.stop_gradient(response_logprobs(model, params["ref"], *flat)).reshape(b, 2)
+    w = batch["weight"].astype(jnp.float32)
+    loss, metrics = loss_fn(policy_chosen_logps=pol[:, 0], policy_rejected_logps=pol[:, 1],
+                            ref_chosen_logps=ref[:, 0], ref_rejected_logps=ref[:, 1],
+                            strength=batch["strength"], mask=w, beta=beta)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    metrics.update(loss=loss, **{COUNT_KEY: jnp.sum(w)})
     return loss, metrics
 
   return objective

@@ -36,3 +36,12 @@ def make_optimizer(optim: Any) -> optax.GradientTransformation:
   parts.append(optax.adamw(learning_rate_schedule(optim), b1=optim.b1, b2=optim.b2, eps=optim.eps,
                            weight_decay=optim.weight_decay, mask=_decay_mask))
   return optax.chain(*parts)
+
+
+def freeze(tx: optax.GradientTransformation, frozen: str) -> optax.GradientTransformation:
+  """`tx` on every top-level entry of the parameters but `frozen`, which never changes (DPO's
+  reference model lives beside the policy in one parameter tree)."""
+  def labels(params):
+    return {k: jax.tree_util.tree_map(lambda _, k=k: "frozen" if k == frozen else "train", v)
+            for k, v in params.items()}
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

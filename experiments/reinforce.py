@@ -1,0 +1,77 @@
+"""RLOO REINFORCE with a KL penalty against the starting policy (Ahmadian et al. 2024).
+
+  python -m helpsteer_jax.rlhf.train --config experiments/reinforce.py:smollm2 --workdir /tmp/rl \
+      --config.reward.source=/tmp/runs/sbt_short
+Variants: tiny (random tiny policy and reward model, seconds, used by tests), smollm2 (the
+packaged SmolLM2-135M-Instruct as the policy; reward.source a reward-model workdir or HF dir),
+llama3_70b (NeMo-Aligner-style defaults on a pod). Defaults follow NeMo-Aligner's REINFORCE:
+LR 1e-6, temperature 1.0, k = 4 samples per prompt, KL β = 0.01.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from experiments.base import PEAK_FLOPS, SHARED_DATA
+from helpsteer_jax.sharding import DEFAULT_RULES
+
+VARIANTS = ("tiny", "smollm2", "llama3_70b")
+
+
+def get_config(variant: str = "tiny"):
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.policy = ml_collections.ConfigDict(dict(
+      source="tiny",  # a preset (random init) or a causal-LM checkpoint: smollm2, HF dir, gguf:
+      tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
+      dtype="float32", remat_policy="none", scan_layers=False))
+  c.reward = ml_collections.ConfigDict(dict(
+      source="tiny",  # a reward-model workdir, HF reward-model dir, or a preset (random, tests)
+      head_index=0, batch_size=16))
+  c.data = ml_collections.ConfigDict(dict(
+      prompts=dict(format="prompts", path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"),
+                   split="train", validation_fraction=0.1),
+      max_prompts=0, max_prompt_length=256, pad_to_multiple_of=32, shuffle_seed=0))
+  c.rl = ml_collections.ConfigDict(dict(
+      prompts_per_step=4, samples_per_prompt=4, kl_beta=0.01, max_new_tokens=128,
+      temperature=1.0, top_p=1.0, top_k=0))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-6, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=0,
+      schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0))
+  c.train = ml_collections.ConfigDict(dict(
+      steps=100, grad_accum=1, log_every=1, checkpoint_every=50, keep_checkpoints=3,
+      peak_flops_per_device=PEAK_FLOPS["cpu"]))
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
+  c.rules = DEFAULT_RULES
+  if variant == "tiny":
+    c.data.max_prompts = 8
+    c.data.max_prompt_length = 128
+    c.data.pad_to_multiple_of = 128  # every batch one shape: one compile per function
+    c.rl.prompts_per_step = 2
+    c.rl.max_new_tokens = 16
+    c.train.steps = 2
+    c.train.checkpoint_every = 1
+    c.optim.lr = 1e-3
+  elif variant == "smollm2":
+    c.policy.source = "smollm2"
+    c.reward.source = "/tmp/runs/sbt_short"  # e.g. a scaled_bt:smollm2 run
+    c.rl.max_new_tokens = 64
+    c.train.steps = 20
+    c.train.checkpoint_every = 10
+  else:
+    c.policy.source = "meta-llama/Llama-3.1-70B-Instruct"
+    c.policy.dtype = "bfloat16"
+    c.policy.remat_policy = "dots_no_batch"
+    c.reward.source = "/path/to/reward_model_workdir"
+    c.data.prompts = dict(format="helpsteer2_ratings", path="nvidia/HelpSteer2", split="train")
+    c.data.max_prompt_length = 4096
+    c.data.pad_to_multiple_of = 256
+    c.rl.prompts_per_step = 64
+    c.rl.max_new_tokens = 2048
+    c.train.steps = 500
+    c.train.peak_flops_per_device = PEAK_FLOPS["h100_bf16"]
+    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=8))
+  return c

@@ -1,0 +1,1 @@
+"""Evaluation: RewardBench scoring arithmetic, response log-probs (DPO rewards) and plots."""

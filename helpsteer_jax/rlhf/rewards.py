@@ -1,0 +1,137 @@
+"""Rewards of sampled responses: a reward model, or any Python function.
+
+A reward function takes a `Rollout` (prompts and sampled responses, as ids and as text) and returns
+one float per row. `RewardModel` wraps a LlamaRewardModel loaded with `load_pretrained` (a training
+workdir, a Hugging Face reward-model directory, ...) or a random preset (smoke tests). It scores
+each response exactly as the reward model saw its training data: the conversation rendered with
+*its* chat template. When the policy uses the same tokenizer and template, the prompt and response
+ids are reused as they are, and only the template's end-of-turn suffix ("<|im_end|>\\n" for
+SmolLM2) is appended; otherwise the response is decoded and the conversation re-rendered.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from helpsteer_jax.data.batching import round_up
+from helpsteer_jax.data.records import Message
+from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
+
+
+@dataclasses.dataclass
+class Rollout:
+  """B = prompts x k rows; the k samples of a prompt are adjacent."""
+  messages: list[list[Message]]  # prompt conversation of each row
+  prompt_ids: np.ndarray  # int32 [B, P], left-padded
+  prompt_mask: np.ndarray  # int32 [B, P]
+  tokens: np.ndarray  # int32 [B, N]
+  response_mask: np.ndarray  # int32 [B, N], 1 up to and including the EOS
+  tokenizer: Any = None  # the policy's tokenizer (to decode `tokens`), if any
+
+  def response_texts(self) -> list[str]:
+    return [self.tokenizer.decode(t[m.astype(bool)], skip_special_tokens=True)
+            for t, m in zip(self.tokens, self.response_mask)]
+
+
+RewardFn = Callable[[Rollout], np.ndarray]
+
+
+def _same_tokenizer(a: Any, b: Any) -> bool:
+  if a is b:
+    return True
+  if a is None or b is None:
+    return False
+  return (getattr(a, "chat_template", None) == getattr(b, "chat_template", None)
+          and a.get_vocab() == b.get_vocab())
+
+
+def _turn_suffix(tok: Any) -> list[int]:
+  """Token ids the chat template writes after an assistant reply (e.g. <|im_end|>, "\\n")."""
+  marker = "XyZzY"
+  text = tok.apply_chat_template([{"role": "user", "content": "a"},
+                                  {"role": "assistant", "content": marker}], tokenize=False)
+  return list(tok(text[text.rindex(marker) + len(marker):], add_special_tokens=False)["input_ids"])
+
+
+class RewardModel:
+  """r = output `head_index` of a reward model, on each (prompt, response) conversation."""
+
+  def __init__(self, source: str, *, policy_tokenizer: Any = None, head_index: int = 0,
+               tokenizer: str = "smollm2", seed: int = 0, batch_size: int = 16,
+               pad_to_multiple_of: int = 32):
+    if source in PRESETS:  # a random reward model (smoke tests): the preset with `tokenizer`
+      tok = load_tokenizer(tokenizer)
+      cfg = PRESETS[source].replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                    eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+      model = LlamaRewardModel(cfg, num_labels=1)
+      params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 8), jnp.int32)))
+      params, num_labels = params["params"], 1
+    else:
+      pre = load_pretrained(source, scan_layers=False, remat_policy="none")
+      cfg, tok, num_labels = pre.config, pre.tokenizer, pre.num_labels
+      params = pre.reward_params()
+    if not 0 <= head_index < num_labels:
+      raise ValueError(f"head_index {head_index} outside the reward head's {num_labels} outputs")
+    self.cfg, self.tokenizer, self.head_index = cfg, tok, head_index
+    self.batch_size, self.multiple = batch_size, pad_to_multiple_of
+    self.params = jax.device_put(params)
+    self.reuse_ids = _same_tokenizer(policy_tokenizer, tok)
+    self.suffix = _turn_suffix(tok) if self.reuse_ids else []
+    eos = cfg.eos_token_id
+    self.eos_ids = set([eos] if isinstance(eos, int) else (eos or []))
+    model = LlamaRewardModel(cfg, num_labels=num_labels)
+    self._apply = jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask))
+
+  def sequences(self, rollout: Rollout) -> list[np.ndarray]:
+    """The reward model's token ids for each row's whole conversation."""
+    out = []
+    if self.reuse_ids:
+      for p, pm, t, tm in zip(rollout.prompt_ids, rollout.prompt_mask, rollout.tokens,
+                              rollout.response_mask):
+        resp = list(t[tm.astype(bool)])
+        suffix = self.suffix
+        if resp and suffix and resp[-1] == suffix[0]:
+          suffix = suffix[1:]  # the sampled EOS is the template's end-of-turn token
+        elif resp and resp[-1] in self.eos_ids:
+          resp = resp[:-1]
+        out.append(np.asarray(list(p[pm.astype(bool)]) + resp + list(suffix), np.int32))
+      return out
+    for messages, text in zip(rollout.messages, rollout.response_texts()):
+      conv = messages + [{"role": "assistant", "content": text}]
+      rendered = self.tokenizer.apply_chat_template(conv, tokenize=False)
+      out.append(np.asarray(self.tokenizer(rendered, add_special_tokens=False)["input_ids"],
+                            np.int32))
+    return out
+
+  def score(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
+    rewards = []
+    for lo in range(0, len(seqs), self.batch_size):
+      chunk = seqs[lo:lo + self.batch_size]
+      length = round_up(max(len(s) for s in chunk), self.multiple)
+      ids = np.full((self.batch_size, length), self.tokenizer.pad_token_id or 0, np.int32)
+      mask = np.zeros((self.batch_size, length), np.int32)
+      mask[:, 0] = 1  # filler rows: one attended token keeps them finite
+      for r, s in enumerate(chunk):
+        ids[r, :len(s)], mask[r, :len(s)] = s, 1
+      r = np.asarray(self._apply(self.params, ids, mask))[:len(chunk), self.head_index]
+      rewards.append(r)
+    return np.concatenate(rewards).astype(np.float32)
+
+  def __call__(self, rollout: Rollout) -> np.ndarray:
+    return self.score(self.sequences(rollout))
+
+
+def token_fraction_reward(token_ids: Sequence[int]) -> RewardFn:
+  """A programmatic reward: the fraction of response tokens that are in `token_ids` (tests)."""
+  wanted = np.asarray(sorted(set(int(t) for t in token_ids)), np.int32)
+
+  def reward(rollout: Rollout) -> np.ndarray:
+    hit = np.isin(rollout.tokens, wanted) & (rollout.response_mask != 0)
+    return (hit.sum(-1) / np.maximum(rollout.response_mask.sum(-1), 1)).astype(np.float32)
+
+  return reward

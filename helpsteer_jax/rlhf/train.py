@@ -1,0 +1,281 @@
+"""RLOO REINFORCE with a KL penalty: the RLHF job.
+
+  python -m helpsteer_jax.rlhf.train --config experiments/reinforce.py:tiny --workdir DIR \
+      [--config.key=value ...]
+
+Each step: take `prompts_per_step` prompts, sample `samples_per_prompt` (k) responses to each with
+the current policy (rlhf/generate.py), score them with the reward model (or a Python reward
+function), subtract β·KL against the frozen reference (the starting policy), compute leave-one-out
+advantages and take one policy-gradient step (rlhf/reinforce.py). Reads top to bottom like
+helpsteer_jax.train: set-up, state (resume > pretrained > fresh), the step, the loop, the end.
+Metrics (reward mean/std, KL, response length, tokens/s) go to metrics.jsonl and TensorBoard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags, logging
+from flax import linen as nn
+from ml_collections import config_flags
+
+from helpsteer_jax import sharding
+from helpsteer_jax.models import PRESETS, LlamaForCausalLM, load_pretrained
+from helpsteer_jax.models.config import LlamaConfig
+from helpsteer_jax.rlhf import reinforce
+from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, left_pad,
+                                         token_logprobs)
+from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
+from helpsteer_jax.rlhf.rewards import RewardFn, RewardModel, Rollout
+from helpsteer_jax.training import checkpoint, metrics_log
+from helpsteer_jax.training.model_setup import preset_config
+from helpsteer_jax.training.optimizer import make_optimizer
+from helpsteer_jax.training.state import (TrainState, abstract_state, create_state,
+                                          state_from_params, state_shardings)
+from helpsteer_jax.training.step import COUNT_KEY, train_step
+
+_RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
+
+
+@dataclasses.dataclass
+class Policy:
+  config: LlamaConfig
+  model: LlamaForCausalLM
+  tokenizer: Any
+  init_params: Any  # rng -> boxed parameters
+  pretrained: dict[str, Any] | None
+
+
+def build_policy(policy_cfg) -> Policy:
+  """A preset (random init, for tests) or a pretrained causal LM (smollm2, HF dir, gguf:...)."""
+  runtime = {k: policy_cfg[k] for k in _RUNTIME if k in policy_cfg}
+  if policy_cfg.source in PRESETS:
+    cfg, tok = preset_config(policy_cfg)
+    pretrained = None
+  else:
+    pre = load_pretrained(policy_cfg.source, **runtime)
+    cfg, tok, pretrained = pre.config, pre.tokenizer, pre.causal_lm_params()
+  model = LlamaForCausalLM(cfg)
+  init_params = lambda rng: model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
+  return Policy(cfg, model, tok, init_params, pretrained)
+
+
+def reinforce_objective(model: LlamaForCausalLM):
+  """objective(params, batch) for train_step: the RLOO policy-gradient loss on response tokens.
+
+  batch: input_ids/attention_mask [B, T] (prompt + response), target_mask [B, T-1] (1 where the
+  predicted token t+1 is a response token), advantages [B].
+  """
+
+  def objective(params, batch):
+    logp = token_logprobs(model, params, batch["input_ids"], batch["attention_mask"])
+    loss, metrics = reinforce.reinforce_loss(logprobs=logp, advantages=batch["advantages"],
+                                             response_mask=batch["target_mask"])
+    metrics[COUNT_KEY] = jnp.asarray(batch["advantages"].shape[0], jnp.float32)
+    return loss, metrics
+
+  return objective
+
+
+class Learner:
+  """Rollout, reward, KL, advantages and one update: everything of a step but the data."""
+
+  def __init__(self, model: LlamaForCausalLM, tx: optax.GradientTransformation,
+               sc: SamplingConfig, reward_fn: RewardFn, *, k: int, beta: float,
+               grad_accum: int = 1, tokenizer: Any = None, pad_to_multiple_of: int = 1,
+               state_sharding: Any = None, batch_sharding: Any = None):
+    self.model, self.cfg, self.sc = model, model.cfg, sc
+    self.reward_fn, self.k, self.beta = reward_fn, int(k), float(beta)
+    self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
+    reinforce.rloo_advantages(np.zeros(self.k), self.k)  # k >= 2 or a clear error now
+    step = functools.partial(train_step, objective=reinforce_objective(model), tx=tx,
+                             grad_accum=grad_accum)
+    if state_sharding is not None:
+      self._step = jax.jit(step, in_shardings=(state_sharding, batch_sharding),
+                           out_shardings=(state_sharding, None), donate_argnums=0)
+      self._put = lambda b: jax.tree_util.tree_map(
+          lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
+    else:
+      self._step = jax.jit(step, donate_argnums=0)
+      self._put = lambda b: b
+    self._logprobs = jax.jit(functools.partial(token_logprobs, model))
+
+  def step(self, state: TrainState, ref_params: Any, prompt_seqs: list[np.ndarray],
+           messages: list[Any], rng: jax.Array) -> tuple[TrainState, dict[str, float]]:
+    """One RLOO step on these prompts (each sampled k times). Returns host metrics."""
+    t0 = time.perf_counter()
+    k = self.k
+    rows = [s for s in prompt_seqs for _ in range(k)]
+    ids, mask = left_pad(rows, self.sc.pad_id, self.multiple)
+    gen = generate(state.params, self.cfg, ids, mask, rng, self.sc)
+    tokens, resp = np.asarray(gen.tokens), np.asarray(gen.response_mask)
+    t_gen = time.perf_counter() - t0
+    full_ids = np.concatenate([ids, tokens], axis=1)
+    full_mask = np.concatenate([mask, resp], axis=1)
+    p = ids.shape[1]
+    target_mask = np.concatenate([np.zeros((len(rows), p - 1), np.int32), resp], axis=1)
+    pol = self._logprobs(state.params, full_ids, full_mask)
+    ref = self._logprobs(ref_params, full_ids, full_mask)
+    kl = np.asarray(reinforce.sequence_kl(pol, ref, target_mask))
+    rollout = Rollout([m for m in messages for _ in range(k)], ids, mask, tokens, resp,
+                      self.tokenizer)
+    rewards = np.asarray(self.reward_fn(rollout), np.float32)
+    if rewards.shape != (len(rows),):
+      raise ValueError(f"the reward function returned shape {rewards.shape}, expected "
+                       f"({len(rows)},)")
+    shaped = np.asarray(reinforce.shaped_rewards(rewards, kl, self.beta))
+    adv = np.asarray(reinforce.rloo_advantages(shaped, k))
+    batch = {"input_ids": full_ids, "attention_mask": full_mask, "target_mask": target_mask,
+             "advantages": adv}
+    state, metrics = self._step(state, self._put(batch))
+    metrics = {k_: float(v) for k_, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
+    dt = time.perf_counter() - t0
+    n_resp = float(resp.sum())
+    metrics.update(
+        reward_mean=float(rewards.mean()), reward_std=float(rewards.std()),
+        kl=float(kl.mean()), shaped_reward_mean=float(shaped.mean()),
+        response_length=float(resp.sum(1).mean()),
+        eos_fraction=float(np.mean(resp.sum(1) < resp.shape[1])),
+        gen_tokens_per_s=n_resp / max(t_gen, 1e-9),
+        tokens_per_s=float(full_mask.sum()) / max(dt, 1e-9), step_seconds=dt)
+    return state, metrics
+
+
+class PromptOrder:
+  """Seeded shuffled passes over the prompts; the position is saved with checkpoints."""
+
+  def __init__(self, n: int, seed: int):
+    self.n, self.seed, self.epoch, self.position = n, seed, 0, 0
+
+  def take(self, count: int) -> list[int]:
+    out = []
+    while len(out) < count:
+      if self.position >= self.n:
+        self.epoch, self.position = self.epoch + 1, 0
+      order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+      out.append(int(order[self.position]))
+      self.position += 1
+    return out
+
+  def state(self) -> dict[str, int]:
+    return {"epoch": self.epoch, "position": self.position, "num_prompts": self.n}
+
+  def restore(self, s: dict[str, Any]) -> None:
+    if int(s.get("num_prompts", self.n)) != self.n:
+      raise ValueError(f"cannot resume: saved with {s['num_prompts']} prompts, now {self.n}")
+    self.epoch, self.position = int(s["epoch"]), int(s["position"])
+
+
+def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, Any]:
+  # --- set-up
+  workdir_p = Path(workdir)
+  workdir_p.mkdir(parents=True, exist_ok=True)
+  (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
+  mesh_shape = dict(config.mesh)
+  devices = jax.devices()
+  if -1 not in mesh_shape.values():
+    devices = devices[:int(np.prod(list(mesh_shape.values())))]
+  mesh = sharding.make_mesh(mesh_shape, devices)
+  rules = tuple(tuple(r) for r in config.rules)
+  rl = config.rl
+  rows = rl.prompts_per_step * rl.samples_per_prompt
+  if rows % (mesh.shape["data"] * mesh.shape["fsdp"] * config.train.grad_accum):
+    raise ValueError(f"prompts_per_step x samples_per_prompt = {rows} must divide over data x "
+                     f"fsdp devices x grad_accum")
+  policy = build_policy(config.policy)
+  tok = policy.tokenizer
+  log = metrics_log.Logger(workdir_p)
+  prompts = load_prompts(config.data.prompts, limit=config.data.max_prompts)
+  prompts, prompt_ids, dropped = encode_prompts(prompts, tok, config.data.max_prompt_length)
+  log.text(f"prompts: {len(prompts)} kept, {dropped} longer than {config.data.max_prompt_length} "
+           f"tokens dropped")
+  if reward_fn is None:
+    reward_fn = RewardModel(config.reward.source, policy_tokenizer=tok,
+                            head_index=config.reward.head_index,
+                            tokenizer=config.policy.tokenizer, seed=config.seed + 1,
+                            batch_size=config.reward.batch_size)
+  eos = eos_ids_of(tok.eos_token_id if tok is not None else policy.config.eos_token_id)
+  pad = tok.pad_token_id if tok is not None else (policy.config.pad_token_id or 0)
+  sc = SamplingConfig(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
+                      top_p=rl.top_p, top_k=rl.top_k, eos_ids=eos, pad_id=pad)
+
+  # --- state: own checkpoint > pretrained > fresh; the reference is the starting policy
+  tx = make_optimizer(config.optim)
+  shardings = state_shardings(policy.init_params, tx, mesh, rules)
+  ckpt = checkpoint.Checkpointer(workdir_p, every=config.train.checkpoint_every,
+                                 keep=config.train.keep_checkpoints)
+  rng = jax.random.PRNGKey(config.seed)
+  order = PromptOrder(len(prompts), config.data.shuffle_seed)
+  if policy.pretrained is not None:
+    ref_params = jax.device_put(policy.pretrained, shardings.params)
+  else:
+    ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)),
+                         out_shardings=shardings.params)(rng)
+  if ckpt.latest_step() is not None:
+    state, data_state = ckpt.restore(abstract_state(policy.init_params, tx), shardings)
+    order.restore(data_state)
+    log.text(f"resumed from {workdir_p / 'checkpoints'} at step {int(state.step)}")
+  elif policy.pretrained is not None:
+    state = state_from_params(jax.tree_util.tree_map(jnp.copy, ref_params), tx, rng, shardings)
+  else:
+    state = create_state(policy.init_params, tx, rng, shardings)
+
+  # --- the step
+  learner = Learner(policy.model, tx, sc, reward_fn, k=rl.samples_per_prompt, beta=rl.kl_beta,
+                    grad_accum=config.train.grad_accum, tokenizer=tok,
+                    pad_to_multiple_of=config.data.pad_to_multiple_of,
+                    state_sharding=shardings, batch_sharding=sharding.batch_sharding(mesh, rules))
+
+  # --- the loop
+  step = int(state.step)
+  history = []
+  try:
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      while step < config.train.steps:
+        idx = order.take(rl.prompts_per_step)
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7), step)
+        state, m = learner.step(state, ref_params, [prompt_ids[i] for i in idx],
+                                [prompts[i] for i in idx], key)
+        if int(jax.device_get(state.bad_step)) >= 0:
+          raise FloatingPointError(f"non-finite loss or gradients at step {step}")
+        step += 1
+        history.append(m)
+        if step % config.train.log_every == 0 or step == config.train.steps:
+          log.scalars(step, m, prefix="train/")
+          log.text(f"step {step}/{config.train.steps} " + " ".join(
+              f"{k}={m[k]:.4g}" for k in ("reward_mean", "reward_std", "kl", "response_length",
+                                           "loss", "grad_norm", "gen_tokens_per_s")))
+        if ckpt.every and step % ckpt.every == 0:
+          ckpt.save(step, state, order.state())
+    ckpt.save(step, state, order.state(), force=True)
+  finally:
+    ckpt.close()
+    log.close()
+  summary = {"step": step, "first": history[0] if history else None,
+             "last": history[-1] if history else None}
+  (workdir_p / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+  return summary
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  train(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  # Defined here, not at import: helpsteer_jax.train defines the same absl flags, and a process
+  # (the test suite) may import both modules.
+  config_flags.DEFINE_config_file("config", None, "experiment config file[:variant]",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

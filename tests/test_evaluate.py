@@ -1,0 +1,188 @@
+"""`python -m helpsteer_jax.evaluate` end to end on tiny random models with SmolLM2's tokenizer."""
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from helpsteer_jax import evaluate, export
+from helpsteer_jax.data.encoding import ChatEncoder
+from helpsteer_jax.data.records import DataError
+from helpsteer_jax.evaluation import rewardbench
+from helpsteer_jax.models import PRESETS, LlamaForCausalLM, LlamaRewardModel
+
+
+def _cfg(tok):
+  return PRESETS["tiny"].replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id)
+
+
+@pytest.fixture(scope="module")
+def reward_dir(tmp_path_factory, smollm2_tokenizer):
+  tok = smollm2_tokenizer
+  model = LlamaRewardModel(_cfg(tok), num_labels=2)
+  params = nn.unbox(model.init(jax.random.key(0), np.zeros((1, 4), np.int32)))["params"]
+  return export.export_hf(params, _cfg(tok), tmp_path_factory.mktemp("rm"), task="reward",
+                          tokenizer=tok)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory, smollm2_tokenizer):
+  tok = smollm2_tokenizer
+  model = LlamaForCausalLM(_cfg(tok))
+  params = nn.unbox(model.init(jax.random.key(1), np.zeros((1, 4), np.int32)))["params"]
+  out = export.export_hf(params, _cfg(tok), tmp_path_factory.mktemp("lm"), task="causal_lm",
+                         tokenizer=tok)
+  return out, params
+
+
+ROWS = [
+    {"prompt": "What is 2+2?", "chosen": "4", "rejected": "Five, probably.",
+     "subset": "alpacaeval-easy", "id": 10},
+    {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "I cannot.",
+     "subset": "alpacaeval-easy", "id": 11},
+    {"prompt": "Write a haiku about rain.", "chosen": "Rain taps the window\nsoft", "rejected": "No.",
+     "subset": "mt-bench-hard", "id": 20},
+    {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Add 3 and 5."}],
+     "chosen": "8", "rejected": [{"role": "assistant", "content": "35"}],
+     "subset": "math-prm", "id": 30},
+    {"prompt": "Reverse a list in Go.", "chosen": "Use a loop swapping ends.",
+     "rejected": "Go has no lists.", "subset": "hep-go", "id": 40},
+    {"prompt": "Too long?", "chosen": "word " * 300, "rejected": "short",
+     "subset": "hep-go", "id": 41},
+]
+
+
+def _write(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return path
+
+
+def _run(tmp_path, model, data, name, *extra):
+  out = tmp_path / name
+  evaluate.main(["--model", str(model), "--data", str(data), "--output", str(out),
+                 "--max-length", "256", "--no-progress", *extra])
+  results = json.loads((out / "results.json").read_text())
+  examples = [json.loads(l) for l in (out / "examples.jsonl").read_text().splitlines()]
+  return out, results, examples
+
+
+def test_reward_model_rewardbench(reward_dir, tmp_path):
+  data = _write(tmp_path / "rb.jsonl", ROWS)
+  out, res, ex = _run(tmp_path, reward_dir, data, "a")
+  for f in ("results.json", "examples.jsonl", "scores.png", "margins.png", "length_bias.png"):
+    assert (out / f).stat().st_size > 0
+  assert res["mode"] == "reward_model" and res["evaluation"] == "rewardbench"
+  assert res["pairs"] == {"rows": 6, "scored": 5, "skipped_too_long": 1, "prompt_truncated": 0}
+  assert res["skipped"] == [{"id": "41", "subset": "hep-go", "line": 6}]
+  assert [e["id"] for e in ex] == ["10", "11", "20", "30", "40"]
+  # Default reward: head output 0; accuracy and sections recomputed from the examples.
+  for e in ex:
+    assert e["reward_chosen"] == e["outputs_chosen"][0]
+    assert e["correct"] == (e["reward_chosen"] > e["reward_rejected"])
+  assert res["accuracy"] == pytest.approx(np.mean([e["correct"] for e in ex]))
+  direct = rewardbench.summarize([e["subset"] for e in ex], [e["reward_chosen"] for e in ex],
+                                 [e["reward_rejected"] for e in ex])
+  rb = res["rewardbench"]
+  assert rb["sections"] == pytest.approx(direct["sections"])
+  assert rb["subsets"]["alpacaeval-easy"]["count"] == 2 and rb["subsets"]["hep-go"]["count"] == 1
+  assert rb["sections"]["Safety"] is None and rb["overall"] is None
+  assert rb["mean_of_present_sections"] == pytest.approx(
+      np.mean([v for v in direct["sections"].values() if v is not None]))
+  assert rb["skipped_too_long_by_subset"] == {"hep-go": 1}
+  assert res["timings"]["tokens_scored"] > 0 and res["timings"]["tokens_per_second"] > 0
+  assert res["timings"]["devices"] == jax.device_count()
+  # Weighted attributes: reward = 0.5 * output 0 + 2 * output 1.
+  _, res_w, ex_w = _run(tmp_path, reward_dir, data, "w", "--attribute-weights", "0.5,2")
+  for e, ew in zip(ex, ex_w):
+    want = 0.5 * e["outputs_chosen"][0] + 2 * e["outputs_chosen"][1]
+    assert ew["reward_chosen"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_dpo_against_itself_is_all_ties(lm_dir, tmp_path):
+  model_dir, _ = lm_dir
+  data = _write(tmp_path / "rb.jsonl", ROWS[:5])
+  _, res, ex = _run(tmp_path, model_dir, data, "dpo", "--dpo-reference", str(model_dir))
+  assert res["mode"] == "dpo" and res["timings"]["forward_passes_per_sequence"] == 2
+  assert all(e["margin"] == 0.0 and e["reward_chosen"] == 0.0 for e in ex)
+  assert all(e["logp_chosen"] == e["ref_logp_chosen"] for e in ex)
+  assert res["accuracy"] == 0.0 and res["ties"] == 5
+  assert res["rewardbench"]["sections"]["Chat"] == 0.0
+  same_pass = res["policy_reference_free_same_pass"]
+  assert set(same_pass) == {"sum", "average", "norm"}
+
+
+def test_reference_free_log_probs_exclude_the_prompt(lm_dir, tmp_path, smollm2_tokenizer):
+  model_dir, params = lm_dir
+  tok = smollm2_tokenizer
+  data = _write(tmp_path / "rb.jsonl", ROWS[:5])
+  _, res_sum, ex_sum = _run(tmp_path, model_dir, data, "sum", "--reference-free", "sum")
+  _, res_avg, ex_avg = _run(tmp_path, model_dir, data, "avg", "--reference-free", "average")
+  _, res_norm, ex_norm = _run(tmp_path, model_dir, data, "norm", "--reference-free", "norm")
+  assert res_sum["mode"] == "reference_free_sum" and res_norm["mode"] == "reference_free_norm"
+  # Direct: log_softmax of the model's logits, summed over the response tokens only.
+  row = ROWS[3]
+  messages = row["prompt"]
+  (enc, _), _ = ChatEncoder(tok, 256).encode(messages, ["8", "35"])
+  logits = LlamaForCausalLM(_cfg(tok)).apply({"params": params}, enc.input_ids[None])[0]
+  logp = np.asarray(jax.nn.log_softmax(logits.astype(np.float32), axis=-1))
+  tokens = [logp[t - 1, enc.input_ids[t]] for t in range(enc.prompt_len, len(enc.input_ids))]
+  assert ex_sum[3]["chosen_tokens"] == len(tokens) > 0
+  assert ex_sum[3]["reward_chosen"] == pytest.approx(sum(tokens), rel=1e-4)
+  assert ex_avg[3]["reward_chosen"] == pytest.approx(np.mean(tokens), rel=1e-4)
+  assert ex_norm[3]["reward_chosen"] == pytest.approx(-np.linalg.norm(tokens), rel=1e-4)
+  for res in (res_sum, res_avg, res_norm):
+    assert res["accuracy"] == pytest.approx(
+        np.mean([e["reward_chosen"] > e["reward_rejected"] for e in
+                 {"reference_free_sum": ex_sum, "reference_free_average": ex_avg,
+                  "reference_free_norm": ex_norm}[res["mode"]]]))
+  assert res_sum["policy_reference_free_same_pass"]["norm"]["accuracy"] == res_norm["accuracy"]
+
+
+def test_pairwise_mode_with_strength_buckets(reward_dir, tmp_path):
+  rows = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
+           "strength": s} for r, s in zip(ROWS[:5], (1, 1, 2, 3, 3))]
+  data = _write(tmp_path / "pw.jsonl", rows)
+  _, res, ex = _run(tmp_path, reward_dir, data, "pw")
+  assert res["evaluation"] == "pairwise" and "rewardbench" not in res
+  buckets = res["pairwise"]["by_strength"]
+  assert {k: v["count"] for k, v in buckets.items()} == {"1": 2, "2": 1, "3": 2}
+  assert buckets["3"]["accuracy"] == pytest.approx(np.mean([e["correct"] for e in ex[3:]]))
+  # RewardBench-format data forced to pairwise mode.
+  _, res2, _ = _run(tmp_path, reward_dir, _write(tmp_path / "rb.jsonl", ROWS[:5]), "pw2",
+                    "--mode", "pairwise")
+  assert res2["evaluation"] == "pairwise" and res2["accuracy"] is not None
+
+
+def test_bad_rows_name_file_and_line(tmp_path):
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"prompt": "x", "rejected": "y"}) + "\n")
+  with pytest.raises(DataError, match=r"bad.jsonl:2: missing column 'chosen'"):
+    evaluate.load_pairs(str(bad))
+  with pytest.raises(SystemExit, match=r"bad.jsonl:2: missing column 'chosen'"):
+    evaluate.main(["--model", "unused", "--data", str(bad), "--output", str(tmp_path / "o")])
+  bad.write_text(json.dumps(ROWS[0]) + "\n{oops\n")
+  with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
+    evaluate.load_pairs(str(bad))
+  bad.write_text(json.dumps({**ROWS[0], "chosen": "  "}) + "\n")
+  with pytest.raises(DataError, match=r"bad.jsonl:1: chosen is empty"):
+    evaluate.load_pairs(str(bad))
+  with pytest.raises(DataError, match=r"missing.jsonl: data file not found"):
+    evaluate.load_pairs(str(tmp_path / "missing.jsonl"))
+  pairs = [evaluate.Pair("1", None, [], "a", "b", None, "f", 1)]
+  with pytest.raises(DataError, match=r"f:1: --mode rewardbench needs a 'subset'"):
+    evaluate.choose_mode(pairs, "rewardbench")
+
+
+def test_shared_rewardbench_head_parses(shared_data):
+  path = shared_data / "rewardbench_filtered_head500.jsonl"
+  if not path.exists():
+    pytest.skip(f"{path} is absent")
+  pairs = evaluate.load_pairs(str(path), limit_per_subset=3)
+  by = {}
+  for p in pairs:
+    by[p.subset] = by.get(p.subset, 0) + 1
+  assert set(by) <= set(rewardbench.SUBSET_SECTION) and all(v <= 3 for v in by.values())
+  assert evaluate.choose_mode(pairs, "auto") == "rewardbench"
+  assert len(evaluate.load_pairs(str(path), limit=7)) == 7

@@ -1,0 +1,141 @@
+"""RLOO REINFORCE: advantages, KL, learning a programmatic reward, and the :tiny config end to end.
+
+The learning test: a tiny random Llama (vocab 256) starts near-uniform, so the reward "fraction of
+response tokens in ids 16..31" starts at about 16/256 = 0.0625 (the std of a step's mean over
+8 prompts x 4 samples x 16 tokens is ~0.011). With LR 3e-3 it reaches ~0.6 after 30 steps at this
+seed; the test asks the mean of the last 5 steps to beat the first 5 by 0.2 (~18 noise stds).
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+
+from helpsteer_jax.models import PRESETS, LlamaForCausalLM
+from helpsteer_jax.rlhf import reinforce
+from helpsteer_jax.rlhf.generate import SamplingConfig
+from helpsteer_jax.rlhf.rewards import token_fraction_reward
+from helpsteer_jax.rlhf.train import Learner
+from helpsteer_jax.training.state import TrainState
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rloo_advantage_is_reward_minus_mean_of_the_others():
+  rewards = np.asarray([1.0, 2.0, 4.0, 8.0, -1.0, 0.5, 0.0, 3.0], np.float32)
+  k = 4
+  expected = []
+  for g in rewards.reshape(-1, k):
+    for i in range(k):
+      expected.append(g[i] - np.mean(np.delete(g, i)))
+  np.testing.assert_allclose(np.asarray(reinforce.rloo_advantages(rewards, k)), expected,
+                             rtol=0, atol=1e-6)
+  # Equal rewards within a prompt: no signal.
+  np.testing.assert_array_equal(np.asarray(reinforce.rloo_advantages(np.ones(6), 3)), 0.0)
+  with pytest.raises(ValueError, match="k >= 2"):
+    reinforce.rloo_advantages(np.ones(4), 1)
+
+
+def test_kl_zero_for_identical_policies_and_masked_tokens_ignored():
+  logp = jnp.asarray([[-1.0, -2.0, -3.0], [-0.5, -0.1, -9.0]])
+  mask = jnp.asarray([[1, 1, 0], [1, 0, 0]])
+  np.testing.assert_array_equal(np.asarray(reinforce.sequence_kl(logp, logp, mask)), [0.0, 0.0])
+  ref = logp - jnp.asarray([[0.1, 0.2, 100.0], [0.3, 100.0, 100.0]])
+  np.testing.assert_allclose(np.asarray(reinforce.sequence_kl(logp, ref, mask)), [0.3, 0.3],
+                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(reinforce.shaped_rewards(jnp.asarray([1.0, 2.0]),
+                                                                 jnp.asarray([10.0, 0.0]), 0.01)),
+                             [0.9, 2.0], atol=1e-6)
+
+
+def test_reinforce_loss_sums_response_tokens_and_averages_sequences():
+  logp = jnp.asarray([[-1.0, -2.0, -5.0], [-0.5, -0.5, -0.5]])
+  mask = jnp.asarray([[1, 1, 0], [1, 1, 1]])
+  adv = jnp.asarray([2.0, -1.0])
+  loss, _ = reinforce.reinforce_loss(logprobs=logp, advantages=adv, response_mask=mask)
+  assert float(loss) == pytest.approx(-(2.0 * -3.0 + -1.0 * -1.5) / 2)
+  grad = jax.grad(lambda lp: reinforce.reinforce_loss(logprobs=lp, advantages=adv,
+                                                      response_mask=mask)[0])(logp)
+  np.testing.assert_allclose(np.asarray(grad), [[-1.0, -1.0, 0.0], [0.5, 0.5, 0.5]])
+
+
+def test_thirty_steps_raise_a_programmatic_reward():
+  cfg = PRESETS["tiny"]
+  model = LlamaForCausalLM(cfg)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32)))
+  params = params["params"]
+  tx = optax.adam(3e-3)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                     rng=jax.random.PRNGKey(0), bad_step=jnp.full((), -1, jnp.int32))
+  ref = jax.tree_util.tree_map(jnp.copy, params)
+  rng = np.random.default_rng(0)
+  prompts = [rng.integers(3, 256, rng.integers(3, 7)).astype(np.int32) for _ in range(8)]
+  sc = SamplingConfig(max_new_tokens=16, temperature=1.0, eos_ids=(), pad_id=0)
+  learner = Learner(model, tx, sc, token_fraction_reward(range(16, 32)), k=4, beta=0.01)
+  history = []
+  for s in range(30):
+    state, m = learner.step(state, ref, prompts, [None] * 8,
+                            jax.random.fold_in(jax.random.key(1), s))
+    history.append(m)
+  assert history[0]["kl"] == 0.0  # the first rollout comes from the reference itself
+  rewards = np.asarray([m["reward_mean"] for m in history])
+  assert rewards[:5].mean() < 0.12
+  assert rewards[-5:].mean() > rewards[:5].mean() + 0.2, rewards
+  assert all(np.isfinite(m["kl"]) and np.isfinite(m["loss"]) for m in history)
+  assert int(state.step) == 30 and int(state.bad_step) == -1
+
+
+@pytest.mark.needs_data
+def test_tiny_config_runs_and_checkpoints(tmp_path, shared_data, smollm2_tokenizer):
+  del shared_data, smollm2_tokenizer
+  from helpsteer_jax.rlhf.train import train
+  spec = importlib.util.spec_from_file_location("reinforce_cfg", REPO / "experiments" / "reinforce.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config("tiny")
+  out = train(c, str(tmp_path))
+  assert out["step"] == c.train.steps
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == list(range(1, c.train.steps + 1))
+  for key in ("reward_mean", "reward_std", "kl", "response_length", "tokens_per_s",
+              "gen_tokens_per_s"):
+    assert all(np.isfinite(r[f"train/{key}"]) for r in rows), key
+  assert rows[0]["train/kl"] == 0.0
+  assert (tmp_path / "checkpoints" / str(c.train.steps)).is_dir()
+
+
+def test_reward_model_reuses_policy_ids_as_its_template_renders_them(smollm2_tokenizer):
+  """Same tokenizer: prompt ids + sampled ids (+ the template's end of turn) are exactly the ids of
+  the conversation rendered by the chat template, as the reward model was trained on."""
+  from helpsteer_jax.rlhf.generate import left_pad
+  from helpsteer_jax.rlhf.rewards import RewardModel, Rollout
+  tok = smollm2_tokenizer
+  rm = RewardModel("tiny", policy_tokenizer=tok, tokenizer="smollm2")
+  assert rm.reuse_ids
+  messages = [[{"role": "user", "content": "Name a colour."}],
+              [{"role": "user", "content": "What is 2+2?"}]]
+  replies = ["Blue is a colour.", "It is four"]
+  prompt_ids = [tok(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False)["input_ids"] for m in messages]
+  ids, mask = left_pad(prompt_ids, tok.pad_token_id)
+  # Row 0 ended with the EOS (<|im_end|>); row 1 was cut at max_new_tokens (no EOS).
+  resp = [tok(replies[0], add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+          tok(replies[1], add_special_tokens=False)["input_ids"]]
+  n = max(len(r) for r in resp) + 2
+  tokens = np.full((2, n), tok.pad_token_id, np.int32)
+  rmask = np.zeros((2, n), np.int32)
+  for r, seq in enumerate(resp):
+    tokens[r, :len(seq)], rmask[r, :len(seq)] = seq, 1
+  rollout = Rollout(messages, ids, mask, tokens, rmask, tok)
+  got = rm.sequences(rollout)
+  for m, reply, seq in zip(messages, replies, got):
+    text = tok.apply_chat_template(m + [{"role": "assistant", "content": reply}], tokenize=False)
+    np.testing.assert_array_equal(seq, tok(text, add_special_tokens=False)["input_ids"])
+  assert rollout.response_texts() == replies
+  scores = rm(rollout)
+  assert scores.shape == (2,) and np.all(np.isfinite(scores))
