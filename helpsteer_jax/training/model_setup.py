@@ -53,15 +53,20 @@ def model_config(model_cfg, tokenizer: bool = True) -> tuple[LlamaConfig, Any]:
   return cfg, (load_tokenizer(model_cfg.source) if tokenizer else None)
 
 
+def _start(model_cfg) -> tuple[LlamaConfig, Any, Any]:
+  """(config, tokenizer, Pretrained or None for a random preset) of the model a config names."""
+  if model_cfg.source in PRESETS:
+    return (*preset_config(model_cfg), None)
+  pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
+  return pre.config, pre.tokenizer, pre
+
+
 def build_model(model_cfg, seed: int = 0) -> BuiltModel:
   """`model_cfg.source` is a preset name (random init) or a checkpoint source (smollm2, ...)."""
   num_labels = int(model_cfg.num_labels)
-  if model_cfg.source in PRESETS:
-    cfg, tok = preset_config(model_cfg)
-    pretrained = None
-  else:
-    pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
-    cfg, tok = pre.config, pre.tokenizer
+  cfg, tok, pre = _start(model_cfg)
+  pretrained = None
+  if pre is not None:
     pretrained = {"model": pre.params["model"]}
     if pre.num_labels == num_labels:
       pretrained["score"] = pre.params["score"]
@@ -76,12 +81,9 @@ def build_model(model_cfg, seed: int = 0) -> BuiltModel:
 def build_dpo_model(model_cfg, seed: int = 0) -> BuiltModel:
   """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen."""
   del seed
-  if model_cfg.source in PRESETS:
-    cfg, tok = preset_config(model_cfg)
-    pretrained = None
-  else:
-    pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
-    cfg, tok = pre.config, pre.tokenizer
+  cfg, tok, pre = _start(model_cfg)
+  pretrained = None
+  if pre is not None:
     params = pre.causal_lm_params()
     pretrained = {"policy": params, "ref": params}
   model = LlamaForCausalLM(cfg)
