@@ -8,8 +8,9 @@ max_length 1024 and 2048: the counts report, then the padding share of
   - ours: `PairBatcher` (shuffled, length-grouped), L rounded up to `pad_to_multiple_of`;
   - floor: the padding that the [B, 2, L] layout forces even with L = each pair's own longer side
     (chosen and rejected share L, so their length difference is padding whatever the batching);
-  - packed: an estimate of what sequence packing (a later issue: several sequences per row with
-    segment ids) would leave: every sequence placed best-fit-decreasing into rows of max_length.
+  - packed: `PackedPairBatcher` (whole pairs several to a row with segment ids, first-fit-
+    decreasing per chunk of 64 batches), rows of the longest pair rounded up to 64 tokens,
+    `--batch-size` rows per batch, at most 16 pairs per row.
 Filler rows of the last batch count as padding. The HelpSteer ratings file is also measured as a
 ratings set ([B, L], no pair floor).
 """
@@ -25,8 +26,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpsteer_jax.data import (Counts, PairBatcher, RatingBatcher, encode_pairs,  # noqa: E402
-                                encode_ratings, load_preferences, load_ratings)
+from helpsteer_jax.data import (Counts, PackedPairBatcher, PairBatcher,  # noqa: E402
+                                RatingBatcher, encode_pairs, encode_ratings, load_preferences,
+                                load_ratings)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR_FILES = (  # (format, file); skip_invalid: the real files hold a few empty replies
@@ -44,7 +46,10 @@ PAIR_FILES = (  # (format, file); skip_invalid: the real files hold a few empty 
 def padding_share(batches, key: str = "attention_mask") -> float:
   real = total = 0
   for b in batches:
-    m = b[key] * b["weight"].reshape((-1,) + (1,) * (b[key].ndim - 1))
+    if "segment_ids" in b:  # packed: padding and empty rows have segment 0
+      m = b[key]
+    else:
+      m = b[key] * b["weight"].reshape((-1,) + (1,) * (b[key].ndim - 1))
     real += int(m.sum())
     total += b[key].size
   return 1.0 - real / total
@@ -66,7 +71,8 @@ def floor_pair_share(encoded) -> float:
 
 
 def packed_share(lengths, row_length: int) -> float:
-  """Padding left by best-fit-decreasing packing of sequences into rows of `row_length`."""
+  """Estimate for ratings (not packed by the library yet): best-fit-decreasing of the sequences
+  into rows of `row_length`."""
   free: list[int] = []  # sorted free space of the open rows
   for n in sorted(lengths, reverse=True):
     k = bisect.bisect_left(free, n)
@@ -135,11 +141,11 @@ def _row(name: str, max_length: int, enc, b: int, multiples, pad_id: int) -> Non
           for m in multiples]
   print(f"{name:42s} {max_length:7d} {len(enc):6d} {naive_pair_share(enc, b):7.1%} "
         + " ".join(f"{x:8.1%}" for x in ours) + f" {floor_pair_share(enc):7.1%}"
-        + f" {packed_share(_sequence_lengths(enc), max_length):7.1%}")
+        + f" {_packed(enc, b, pad_id):7.1%}")
 
 
-def _sequence_lengths(enc) -> list[int]:
-  return [len(s.input_ids) for p in enc for s in (p.chosen, p.rejected)]
+def _packed(enc, b: int, pad_id: int) -> float:
+  return padding_share(PackedPairBatcher(enc, b, seed=0, pad_to_multiple_of=64, pad_id=pad_id))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,11 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
       validation_fraction=0.1,  # held-out prompts when a file has no split column
       attributes=ATTRIBUTES,
       max_length=1024, batch_size=8, eval_batch_size=8, pad_to_multiple_of=64,
-      skip_invalid=False, shuffle_seed=0, max_train_examples=0, max_eval_examples=0))
+      skip_invalid=False, shuffle_seed=0, max_train_examples=0, max_eval_examples=0,
+      # Sequence packing (BT family): whole pairs several to a row of pack_length tokens
+      # (0: the longest pair, rounded up), at most pack_max_pairs per row; batch_size then
+      # counts rows. See data.PackedPairBatcher.
+      packing=False, pack_length=0, pack_max_pairs=16))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-5, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=10,
       schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0))

@@ -43,7 +43,17 @@ ROWS = (
 # The paper's RewardBench numbers (Llama-3.1-70B-Instruct, HelpSteer2(-Preference) data), for
 # reference: (Overall, Chat, Chat-Hard, Safety, Reasoning); None where not quoted here.
 PAPER_SOURCE = "Wang et al. 2024, HelpSteer2-Preference (arXiv 2410.01257), RewardBench table"
-PAPER: dict[str, tuple] = {}
+PAPER: dict[str, tuple] = {
+    "SteerLM Regression, 5 attributes": (92.4, 95.0, 85.5, 94.0, 95.1),
+    "SteerLM Regression, helpfulness only": (93.0, 97.2, 84.2, 94.6, 95.8),
+    "Bradley-Terry": (91.5, 97.5, 80.3, 90.5, 97.9),
+    "Margin BT": (91.5, 98.0, 78.5, 94.6, 94.8),
+    "Scaled BT": (92.7, 97.8, 83.5, 93.2, 96.0),
+    "BT, init. from helpfulness regression": (92.7, 98.9, 82.9, 93.7, 95.4),
+    "Margin BT, init. from helpfulness regression": (93.0, 98.3, 83.8, 94.0, 95.8),
+    "Scaled BT, init. from helpfulness regression": (93.7, 98.0, 85.7, 94.3, 96.7),
+    "+ ExPO (factor 1.52)": (94.1, 97.5, 85.7, 95.1, 98.1),
+}
 
 
 def _load() -> dict[str, list[dict[str, Any]]]:

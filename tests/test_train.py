@@ -57,6 +57,17 @@ def test_every_config_runs_two_steps(name, arg, tmp_path):
     assert all(np.isfinite(out["eval_after"][f"ratings_mse_{a}"]) for a in attrs)
 
 
+def test_packed_training_runs(tmp_path):
+  c = load_config_file("scaled_bt", "tiny")
+  c.data.packing, c.train.steps = True, 3  # 8 rows per step, over the 8 fake devices
+  out = train(c, str(tmp_path))
+  assert out["step"] == 3 and np.isfinite(out["eval_after"]["loss"])
+  with pytest.raises(ValueError, match="DPO batches are not packed"):
+    d = load_config_file("dpo", "tiny")
+    d.data.packing = True
+    train(d, str(tmp_path / "dpo"))
+
+
 def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
   c1 = load_config_file("regression", "tiny")
   c1.train.steps = 2

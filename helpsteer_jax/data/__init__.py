@@ -8,7 +8,7 @@ with left truncation, and deterministic length-grouped batches that resume exact
   batches = PairBatcher(encoded, batch_size=8, seed=0, pad_id=tokenizer.pad_token_id)
   for batch in batches.iterate(num_steps): ...
 """
-from helpsteer_jax.data.batching import PairBatcher, RatingBatcher
+from helpsteer_jax.data.batching import PackedPairBatcher, PairBatcher, RatingBatcher
 from helpsteer_jax.data.encoding import (ChatEncoder, Encoded, EncodedPair, EncodedRating,
                                          encode_pairs, encode_ratings)
 from helpsteer_jax.data.records import (ATTRIBUTES, Counts, DataError, PreferencePair,
@@ -18,6 +18,7 @@ from helpsteer_jax.data.ties import resolve_drop_ties
 
 __all__ = [
     "ATTRIBUTES", "ChatEncoder", "Counts", "DataError", "DataSpec", "Encoded", "EncodedPair",
-    "EncodedRating", "FORMATS", "PairBatcher", "PreferencePair", "RatedExample", "RatingBatcher",
+    "EncodedRating", "FORMATS", "PackedPairBatcher", "PairBatcher", "PreferencePair",
+    "RatedExample", "RatingBatcher",
     "encode_pairs", "encode_ratings", "load_preferences", "load_ratings", "resolve_drop_ties",
 ]

@@ -205,3 +205,102 @@ class RatingBatcher(_Batcher):
       weight[r] = 1.0
     return {"input_ids": ids, "attention_mask": mask, "labels": labels,
             "label_mask": label_mask, "weight": weight}
+
+
+class PackedPairBatcher(_Batcher):
+  """Preference pairs packed several to a row: no padding between sequences, none of the
+  chosen/rejected length difference.
+
+  Each row holds up to `max_pairs_per_row` whole pairs, laid out chosen, rejected, chosen, ...
+  with segment ids 1, 2, 3, ... (0 = padding), so that the model attends only within each
+  sequence (`LlamaRewardModel.packed`). A pair never straddles rows or batches. Arrays, with
+  B = batch_size rows and K = 2 * max_pairs_per_row:
+    input_ids, segment_ids, attention_mask (segment_ids > 0)   [B, row_length] int32
+    read_index: the last token of each slot's sequence            [B, K] int32 (0 if empty)
+    strength, weight (1 for a real pair, 0 for an empty slot)     [B, K / 2] float32
+  Slot 2j of a row is the chosen side of its j-th pair and slot 2j + 1 the rejected side.
+
+  The plan of an epoch: shuffle, cut into chunks of `group_batches` batches' worth of pairs,
+  pack each chunk first-fit-decreasing (longest pair first, into the first row with room), then
+  shuffle the rows and cut them into global batches; the last batch is filled with empty rows.
+  `batch_size` therefore counts rows, and the number of pairs per step varies (the loss
+  normalises by the real pairs, `weight`). Deterministic in (seed, epoch, lengths), so resuming
+  works exactly as for `PairBatcher`.
+  """
+
+  def __init__(self, examples: Sequence[EncodedPair], batch_size: int, seed: int = 0, *,
+               row_length: int = 0, max_pairs_per_row: int = 16, **kwargs: Any):
+    super().__init__(examples, batch_size, seed, **kwargs)
+    self.pair_lengths = np.asarray([len(ex.chosen.input_ids) + len(ex.rejected.input_ids)
+                                    for ex in self.examples], np.int64)
+    longest = int(self.pair_lengths.max())
+    self.row_length = row_length or round_up(longest, self.multiple)
+    if longest > self.row_length:
+      ex = self.examples[int(self.pair_lengths.argmax())]
+      raise DataError(f"{ex.source}:{ex.row}: pair of {longest} tokens (chosen + rejected) does "
+                      f"not fit a packed row of {self.row_length}; raise row_length")
+    if max_pairs_per_row < 1:
+      raise ValueError("max_pairs_per_row must be >= 1")
+    self.pairs_per_row = max_pairs_per_row
+
+  def _pack(self, order: np.ndarray) -> list[list[int]]:
+    """First-fit-decreasing of the pairs `order` into rows."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(order.tolist(), key=lambda k: -self.pair_lengths[k]):
+      n = self.pair_lengths[i]
+      for r, room in enumerate(free):
+        if room >= n and len(rows[r]) < self.pairs_per_row:
+          rows[r].append(i)
+          free[r] -= n
+          break
+      else:
+        rows.append([i])
+        free.append(self.row_length - n)
+    return rows
+
+  def plan(self, epoch: int) -> np.ndarray:
+    """int64 [batches, global_batch rows, max_pairs_per_row] pair indices; -1 marks empty."""
+    if self._plan_cache is not None and self._plan_cache[0] == epoch:
+      return self._plan_cache[1]
+    n, g = len(self.examples), self.global_batch
+    if self.shuffle:
+      order = np.random.default_rng([self.seed, epoch]).permutation(n)
+    else:
+      order = np.arange(n)
+    chunk = max(g * self.group_batches, 1)
+    rows = [row for c in np.split(order, range(chunk, n, chunk)) for row in self._pack(c)]
+    if self.shuffle:
+      perm = np.random.default_rng([self.seed, epoch, 1]).permutation(len(rows))
+      rows = [rows[k] for k in perm]
+    num_batches = -(-len(rows) // g)
+    plan = np.full((num_batches * g, self.pairs_per_row), -1, np.int64)
+    for r, row in enumerate(rows):
+      plan[r, :len(row)] = row
+    plan = plan.reshape(num_batches, g, self.pairs_per_row)
+    self._plan_cache = (epoch, plan)
+    return plan
+
+  def __len__(self) -> int:
+    return len(self.plan(self.epoch))
+
+  def batch(self, global_rows: np.ndarray) -> dict[str, np.ndarray]:
+    b, t, p = self.batch_size, self.row_length, self.pairs_per_row
+    ids = np.full((b, t), self.pad_id, np.int32)
+    seg = np.zeros((b, t), np.int32)
+    read = np.zeros((b, 2 * p), np.int32)
+    strength = np.zeros((b, p), np.float32)
+    weight = np.zeros((b, p), np.float32)
+    for r, row in enumerate(self.local_rows(global_rows)):
+      at = 0
+      for j, i in enumerate(row[row >= 0]):
+        ex = self.examples[i]
+        for side, s in enumerate((ex.chosen, ex.rejected)):
+          n = len(s.input_ids)
+          ids[r, at:at + n] = s.input_ids
+          seg[r, at:at + n] = 2 * j + side + 1
+          read[r, 2 * j + side] = at + n - 1
+          at += n
+        strength[r, j], weight[r, j] = ex.strength, 1.0
+    return {"input_ids": ids, "segment_ids": seg, "attention_mask": (seg > 0).astype(np.int32),
+            "read_index": read, "strength": strength, "weight": weight}

@@ -180,6 +180,30 @@ def attention_mask_4d(attention_mask_bt: Array) -> Array:
   return (causal[None, None] & keys) | jnp.eye(t, dtype=bool)[None, None]
 
 
+def segment_mask_4d(segment_ids_bt: Array) -> Array:
+  """Packed rows: causal attention within each segment only, [B, 1, T, T] booleans.
+
+  segment_ids_bt holds 1, 2, ... for the packed sequences of a row (each contiguous) and 0 for
+  padding; a token never sees another segment, so every packed sequence is computed exactly as
+  it would be alone. A query always sees itself (padding rows stay finite).
+  """
+  t = segment_ids_bt.shape[-1]
+  causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+  same = segment_ids_bt[:, :, None] == segment_ids_bt[:, None, :]
+  real = (segment_ids_bt > 0)[:, None, :]
+  return ((causal[None] & same & real) | jnp.eye(t, dtype=bool)[None])[:, None]
+
+
+def segment_positions(segment_ids_bt: Array) -> Array:
+  """Position of each token within its segment (0 at each segment's first token)."""
+  t = segment_ids_bt.shape[-1]
+  idx = jnp.arange(t, dtype=jnp.int32)
+  starts = jnp.concatenate([jnp.ones_like(segment_ids_bt[:, :1], dtype=bool),
+                            segment_ids_bt[:, 1:] != segment_ids_bt[:, :-1]], axis=1)
+  first = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
+  return idx - first
+
+
 def positions_from_mask(attention_mask_bt: Array) -> Array:
   """Position of each token among the real tokens of its row (0 at the first real token)."""
   return jnp.maximum(jnp.cumsum(attention_mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
@@ -234,11 +258,20 @@ class LlamaModel(nn.Module):
     self.norm = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
-               cache_index: Array | None = None) -> Array:
-    """Hidden states; with `cache_index`, of the new tokens only (see the module docstring)."""
+               cache_index: Array | None = None, segment_ids_bt: Array | None = None) -> Array:
+    """Hidden states; with `cache_index`, of the new tokens only (see the module docstring).
+
+    With `segment_ids_bt` (packed rows, see `segment_mask_4d`) the attention mask and positions
+    come from the segments and `attention_mask_bt` is ignored.
+    """
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones_like(input_ids_bt)
     x = self.embed_tokens(input_ids_bt)
+    if segment_ids_bt is not None:
+      if cache_index is not None:
+        raise ValueError("packed segments and cached decoding do not mix")
+      x = self.layers(x, segment_positions(segment_ids_bt), segment_mask_4d(segment_ids_bt))
+      return self.norm(x[0] if self.cfg.scan_layers else x)
     if cache_index is not None:
       if self.cfg.scan_layers:
         raise NotImplementedError("decoding with scan_layers=True is not supported; use "
@@ -294,3 +327,13 @@ class LlamaRewardModel(nn.Module):
     idx = last_token_index(attention_mask_bt)
     h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D]
     return self.score(h_last).astype(jnp.float32)
+
+  def packed(self, input_ids_bt: Array, segment_ids_bt: Array, read_index_bk: Array) -> Array:
+    """Rewards of packed rows: [B, K, num_labels], read at token `read_index_bk[b, k]` of row b.
+
+    The batcher puts the last token of each packed sequence in `read_index_bk` (slots without a
+    sequence point anywhere and are ignored by the loss); `segment_ids_bt` as in `segment_mask_4d`.
+    """
+    h = self.model(input_ids_bt, segment_ids_bt=segment_ids_bt)
+    h_read = jnp.take_along_axis(h, read_index_bk[:, :, None], axis=1)  # [B, K, D]
+    return self.score(h_read).astype(jnp.float32)

@@ -5,13 +5,13 @@ import dataclasses
 import math
 from typing import Any, Iterator
 
-from helpsteer_jax.data import (PairBatcher, RatingBatcher, encode_pairs, encode_ratings,
+from helpsteer_jax.data import (PackedPairBatcher, PairBatcher, RatingBatcher, encode_pairs, encode_ratings,
                                 load_preferences, load_ratings)
 
 
 @dataclasses.dataclass
 class Data:
-  train: PairBatcher | RatingBatcher
+  train: PairBatcher | PackedPairBatcher | RatingBatcher
   eval: PairBatcher | None
   report: str
   eval_ratings: RatingBatcher | None = None  # regression: held-out rated responses
@@ -50,6 +50,8 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
   dpo = str(config.loss.name).startswith("dpo")  # DPO sums log-probs over response tokens
   reports = []
   if config.loss.name == "regression":
+    if d.get("packing", False):
+      raise ValueError("data.packing packs preference pairs; regression batches are not packed")
     rated, counts = load_ratings(_spec(d.train, d, ratings=True))
     encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
                      d.max_train_examples)
@@ -59,8 +61,15 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     pairs, counts = load_preferences(_spec(d.train, d, ratings=False), loss=config.loss.name)
     encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
                      d.max_train_examples)
-    train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
-                        response_mask=dpo, **common)
+    if d.get("packing", False):
+      if dpo:
+        raise ValueError("data.packing is for reward models; DPO batches are not packed")
+      train = PackedPairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
+                                row_length=d.pack_length, max_pairs_per_row=d.pack_max_pairs,
+                                **common)
+    else:
+      train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
+                          response_mask=dpo, **common)
   reports.append(f"train {counts.report()} -> {len(encoded)} examples")
   eval_batcher = None
   if d.eval:

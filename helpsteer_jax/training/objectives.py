@@ -21,7 +21,16 @@ from helpsteer_jax.training.step import COUNT_KEY, Objective
 
 def pair_rewards(model: LlamaRewardModel, params: Any, batch: dict[str, jax.Array],
                  head_index: int = 0) -> tuple[jax.Array, jax.Array]:
-  """Rewards (chosen [B], rejected [B]) from output column `head_index`, in one forward."""
+  """Rewards (chosen, rejected) from output column `head_index`, in one forward.
+
+  [B] for [B, 2, L] batches; [B, P] for packed batches (data.PackedPairBatcher), whose `weight`
+  and `strength` are [B, P] too, so the losses apply unchanged.
+  """
+  if "segment_ids" in batch:
+    r = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"],
+                    batch["read_index"], method=LlamaRewardModel.packed)
+    r = r[..., head_index].reshape(r.shape[0], -1, 2)
+    return r[..., 0], r[..., 1]
   b, two, length = batch["input_ids"].shape
   assert two == 2, batch["input_ids"].shape
   r = model.apply({"params": params}, batch["input_ids"].reshape(2 * b, length),
