@@ -60,7 +60,7 @@ def _load() -> dict[str, list[dict[str, Any]]]:
   runs: dict[str, list[dict[str, Any]]] = {}
   for path in sorted(RESULTS.glob("*.json")):
     r = json.loads(path.read_text())
-    if "variant" in r:
+    if "variant" in r and "metrics" in r:  # not budget.json / export_check.json
       runs.setdefault(r["variant"], []).append(r)
   return runs
 
@@ -100,6 +100,71 @@ def _compare(runs, a: str, b: str, *path: str) -> tuple[float, float, str]:
   else:
     verdict = "holds" if diff > 0 else "reversed"
   return diff, noise, verdict
+
+
+BOOTSTRAP = dict(resamples=2000, level=0.95, seed=0)
+
+
+def _seed_mean_correct(runs: list[dict[str, Any]], key: str) -> np.ndarray | None:
+  """Per evaluation pair, the fraction of seeds that rank it correctly."""
+  vs = [r["metrics"].get(key) for r in runs]
+  if not vs or any(v is None for v in vs):
+    return None
+  return np.mean(np.asarray(vs, np.float64), axis=0)
+
+
+def _rb_coefficients(subsets: list[str]) -> dict[str, float]:
+  """d(mean of present sections) / d(accuracy of subset s): the official weighting, linearised."""
+  from helpsteer_jax.evaluation import rewardbench  # pylint: disable=g-import-not-at-top
+  names = sorted(set(subsets))
+  present = [k for k, v in rewardbench.section_scores({s: 0.0 for s in names}).items()
+             if v is not None]
+  coef = {}
+  for s in names:
+    sec = rewardbench.section_scores({t: float(t == s) for t in names})
+    coef[s] = sum(sec[k] for k in present) / len(present)
+  return coef
+
+
+def _bootstrap_interval(diff: np.ndarray, strata: list[str] | None) -> tuple[float, float]:
+  """Percentile interval of a paired difference, resampling evaluation pairs with replacement.
+
+  `diff` is a's seed-mean correctness minus b's, per pair (both models on the same pairs). With
+  `strata` (RewardBench subsets) pairs are resampled within their subset and the statistic is the
+  officially weighted mean of present sections; otherwise it is the plain mean.
+  """
+  rng = np.random.default_rng(BOOTSTRAP["seed"])
+  n_res = BOOTSTRAP["resamples"]
+  if strata is None:
+    groups, coef = {"all": np.arange(len(diff))}, {"all": 1.0}
+  else:
+    names = np.asarray(strata)
+    groups = {s: np.flatnonzero(names == s) for s in sorted(set(strata))}
+    coef = _rb_coefficients(list(strata))
+  stat = np.zeros(n_res)
+  for s, idx in groups.items():
+    draw = rng.integers(0, len(idx), size=(n_res, len(idx)))
+    stat += coef[s] * diff[idx][draw].mean(axis=1)
+  tail = (1 - BOOTSTRAP["level"]) / 2 * 100
+  lo, hi = np.percentile(stat, [tail, 100 - tail])
+  return float(lo), float(hi)
+
+
+def _claim(runs, a: str, b: str, metric: str, key: str, strata: list[str] | None) -> str:
+  """One cell of the orderings table: difference, seed noise, bootstrap interval, verdict."""
+  diff, noise, seed_verdict = _compare(runs, a, b, *metric.split("/"))
+  if seed_verdict == "not run":
+    return "not run | -"
+  ca, cb = _seed_mean_correct(runs.get(a, []), key), _seed_mean_correct(runs.get(b, []), key)
+  if ca is None or cb is None or ca.shape != cb.shape:
+    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}) | {seed_verdict}"
+  lo, hi = _bootstrap_interval(ca - cb, strata)
+  if seed_verdict != "within seed noise" and (lo > 0 or hi < 0):
+    verdict = seed_verdict
+  else:
+    verdict = "within noise"
+  return (f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; pairs [{lo * 100:+.1f}, {hi * 100:+.1f}])"
+          f" | {verdict}")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -371,11 +436,23 @@ def build(runs: dict[str, list[dict[str, Any]]] | None = None) -> str:
   add("")
   add("![ExPO](report_small/expo_sweep.png)")
   add("")
+  chosen = {r["seed"]: r["metrics"].get("alpha") for r in runs.get("expo_scaled_bt_from_regression", [])}
+  if chosen:
+    add("ExPO: the alpha picked by training-pair accuracy, per seed: "
+        + ", ".join(f"seed {k}: {v:g}" for k, v in sorted(chosen.items()))
+        + " (alpha 0 is the unextrapolated model; ties go to the smallest alpha).")
+    add("")
   add("## Which of the paper's orderings hold here")
   add("")
   add("Each line compares mean RewardBench (mean of present sections) and HelpSteer held-out "
-      "accuracy; a difference counts only when it exceeds the combined seed standard deviation "
-      "(sqrt(sd_a^2 + sd_b^2)); otherwise it is reported as within seed noise.")
+      "accuracy, a minus b, in points. Two kinds of noise are shown: *seeds*, the combined seed "
+      "standard deviation sqrt(sd_a^2 + sd_b^2) (head init and batch order only), and *pairs*, a "
+      f"{BOOTSTRAP['level']:.0%} paired bootstrap interval over the evaluation pairs "
+      f"({BOOTSTRAP['resamples']} resamples of the pairs, both models scored on the same "
+      "resample, seed-mean decisions; RewardBench pairs resampled within their subset and "
+      "weighted officially). The seeds share one small data set, so seed spread alone understates "
+      "the uncertainty. A difference counts (holds / reversed) only when it exceeds the seed "
+      "noise and its pairs interval excludes zero; otherwise it is within noise.")
   add("")
   claims = (
       ("Scaled BT > Bradley-Terry", "scaled_bt", "bt"),
@@ -395,11 +472,11 @@ def build(runs: dict[str, list[dict[str, Any]]] | None = None) -> str:
   )
   add("| claim (a > b) | RB mean: a - b | verdict | HelpSteer held-out: a - b | verdict |")
   add("|---|---|---|---|---|")
+  strata = budget.get("rb_pair_subsets")
   for text, a, b in claims:
-    d1, n1, v1 = _compare(runs, a, b, "rewardbench", "mean_of_present_sections")
-    d2, n2, v2 = _compare(runs, a, b, "hs_heldout_acc")
-    add(f"| {text} | {d1 * 100:+.1f} (noise {n1 * 100:.1f}) | {v1} | {d2 * 100:+.1f} "
-        f"(noise {n2 * 100:.1f}) | {v2} |")
+    rb_cell = _claim(runs, a, b, "rewardbench/mean_of_present_sections", "rb_correct", strata)
+    hs_cell = _claim(runs, a, b, "hs_heldout_acc", "hs_heldout_correct", None)
+    add(f"| {text} | {rb_cell} | {hs_cell} |")
   add("")
   add(VERDICT_PATH.read_text().strip() if VERDICT_PATH.exists() else "")
   add("")

@@ -250,7 +250,8 @@ def write_budget(data: dict[str, Any], figures: dict[str, Any], results: Path) -
   timings["head training, all variants and seeds"] = f"{train:.0f} s"
   timings["total (wall clock on 2 cores)"] = f"{(feat + train) / 60:.1f} min"
   (results / "budget.json").write_text(json.dumps(
-      {"sizes": sizes, "timings": timings, "reports": data["reports"]}, indent=1) + "\n")
+      {"sizes": sizes, "timings": timings, "reports": data["reports"],
+       "rb_pair_subsets": list(data["rb_pairs"].source)}, indent=1) + "\n")
 
 
 # (name, data, loss, init): every variant is trained with every seed; `init` names the variant
@@ -276,6 +277,15 @@ VARIANTS = (
 EXPO = dict(name="expo_scaled_bt_from_regression", aligned="scaled_bt_from_regression",
             init="regression_helpfulness", alphas=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0))
 PROBE = dict(lr=1e-3, epochs=20, batch_size=16, weight_decay=0.0, warmup_fraction=0.1)
+
+
+def _to_json(obj: Any) -> str:
+  """JSON text of a result; numpy scalars and arrays become Python numbers and lists."""
+  def default(o):
+    if isinstance(o, (np.generic, np.ndarray)):
+      return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+  return json.dumps(obj, indent=1, default=default) + "\n"
 
 
 def _study_key() -> dict[str, Any]:
@@ -327,6 +337,9 @@ class Evaluator:
                         "mean_of_present_sections": summary["mean_of_present_sections"],
                         "subsets": summary["subsets"], "pairs": len(rb.chosen)},
         "hs_heldout_acc": self._acc("helpsteer", hs_val, r_hs),
+        # per-pair decisions, for the report's paired bootstrap over evaluation pairs
+        "hs_heldout_correct": (r_hs[hs_val.chosen] > r_hs[hs_val.rejected]).astype(int).tolist(),
+        "rb_correct": (r_rb[rb.chosen] > r_rb[rb.rejected]).astype(int).tolist(),
         "hs_train_acc": self._acc("helpsteer", self.d["hs_pairs_train"], r_hs),
         "mix_heldout_acc": self._acc("mix", self.d["mix_pairs_validation"], r_mix),
         "mix_train_acc": self._acc("mix", self.d["mix_pairs_train"], r_mix),
@@ -422,7 +435,7 @@ def stage_train(data: dict[str, Any], feats: dict[str, np.ndarray], workdir: Pat
       kernel, res = _train_one(name, data_name, loss, init, seed, data, feats, heads, ev)
     heads[(name, seed)] = kernel
     np.save(head_path, kernel)
-    res_path.write_text(json.dumps(res, indent=1) + "\n")
+    res_path.write_text(_to_json(res))
     m = res["metrics"]
     log(f"{name} seed {seed}: RB {m['rewardbench']['mean_of_present_sections']:.3f} "
         f"HS held-out {m['hs_heldout_acc']:.3f} mix held-out {m['mix_heldout_acc']:.3f} "
@@ -465,7 +478,7 @@ def stage_export(data: dict[str, Any], feats: dict[str, np.ndarray], workdir: Pa
   check = {**c, "pairs": len(examples), "max_abs_diff": float(max(diffs)), "agree": agree,
            "evaluator_accuracy": res["accuracy"],
            "reward_scale": float(np.abs([ex["reward_chosen"] for ex in examples]).max())}
-  (results / "export_check.json").write_text(json.dumps(check, indent=1) + "\n")
+  (results / "export_check.json").write_text(_to_json(check))
   print(f"export check: max |diff| {check['max_abs_diff']:.2e} over {2 * len(examples)} "
         f"sequences, {agree}/{len(examples)} decisions agree")
   if check["max_abs_diff"] > c["tolerance"]:
