@@ -24,12 +24,17 @@ Implementations:
   jax_bf16          bfloat16 compute, float32 master weights and optimizer
   torch_fp32        transformers LlamaForSequenceClassification + torch.optim.AdamW, float32
   torch_bf16_gc     + bf16 autocast and gradient checkpointing (TRL RewardTrainer's defaults)
-TRL itself is not installed on this machine kind; the issue quotes its figures (205 tok/s fp32,
-376 tok/s with bf16 + checkpointing), and torch_bf16_gc reproduces its set-up without the Trainer.
+  trl_fp32          TRL's RewardTrainer on the same model and pre-tokenized pairs, float32, no
+                    gradient checkpointing (run where `trl` is installed: pip install --no-deps
+                    trl accelerate; skipped with a note otherwise)
+  trl_defaults      TRL's RewardTrainer with its own defaults: bf16 and gradient checkpointing
+The TRL step time is the interval between consecutive `on_step_end` callbacks, so it includes the
+Trainer's data loading and bookkeeping, as a TRL user pays them.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -40,8 +45,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_fp32_unrolled")
-DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "torch_fp32", "torch_bf16_gc")
+DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "torch_fp32", "torch_bf16_gc",
+                 "trl_fp32", "trl_defaults")
 TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
+TRL_IMPLS = ("trl_fp32", "trl_defaults")
 
 
 def _peak_rss_gib() -> float:
@@ -159,6 +166,49 @@ def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> di
   return {"compile_s": first_s, "step_s": times}
 
 
+def child_trl(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import datasets
+  import numpy as np
+  import torch
+  import transformers
+  import trl
+  from helpsteer_jax.models.sources import load_tokenizer
+
+  if mode != "train":
+    raise ValueError("TRL's RewardTrainer only trains")
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count() or 1)
+  cfg = _config("jax_fp32_unrolled")
+  model = transformers.LlamaForSequenceClassification(
+      transformers.LlamaConfig(**cfg.to_hf(), num_labels=1))
+  rng = np.random.default_rng(0)
+  n = (1 + steps) * batch
+  ids = _tokens(rng, 2 * n, length, cfg.vocab_size)
+  data = datasets.Dataset.from_dict({"chosen_ids": ids[:n].tolist(), "rejected_ids": ids[n:].tolist()})
+  defaults = impl == "trl_defaults"
+  times: list[float] = []
+
+  class Clock(transformers.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):  # pylint: disable=unused-argument
+      times.append(time.perf_counter())
+
+  with tempfile.TemporaryDirectory() as out:
+    conf = dict(output_dir=out, per_device_train_batch_size=batch, max_steps=1 + steps,
+                learning_rate=1e-5, adam_beta1=0.9, adam_beta2=0.98, weight_decay=0.1,
+                lr_scheduler_type="constant", use_cpu=True, report_to=[], save_strategy="no",
+                logging_strategy="no", disable_tqdm=True, max_length=None, dataloader_num_workers=0)
+    if not defaults:
+      conf.update(bf16=False, gradient_checkpointing=False)
+    trainer = trl.RewardTrainer(model=model, args=trl.RewardConfig(**conf), train_dataset=data,
+                                processing_class=load_tokenizer("smollm2"), callbacks=[Clock()])
+    t0 = time.perf_counter()
+    trainer.train()
+  steps_s = [b - a for a, b in zip(times, times[1:])]
+  return {"compile_s": times[0] - t0, "step_s": steps_s,
+          "bf16": bool(trainer.args.bf16), "gradient_checkpointing": bool(trainer.args.gradient_checkpointing)}
+
+
 def child_peak() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
@@ -204,7 +254,7 @@ def main() -> None:
     if args.child == "peak":
       result = child_peak()
     else:
-      fn = child_jax if args.child.startswith("jax") else child_torch
+      fn = {"jax": child_jax, "torch": child_torch, "trl": child_trl}[args.child.split("_")[0]]
       result = fn(args.child, args.mode, batch, length, args.steps)
     result["peak_rss_gib"] = _peak_rss_gib()
     print(json.dumps(result))
@@ -213,8 +263,13 @@ def main() -> None:
   from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   impls = [i for i in args.impls.split(",") if i]
   for i in impls:
-    if i not in JAX_IMPLS + TORCH_IMPLS:
-      sys.exit(f"unknown implementation {i!r}; choose from {JAX_IMPLS + TORCH_IMPLS}")
+    if i not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
+      sys.exit(f"unknown implementation {i!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
+  skip_trl = not train or importlib.util.find_spec("trl") is None
+  if skip_trl and any(i in TRL_IMPLS for i in impls):
+    print("note: TRL rows skipped (" + ("scoring mode" if not train else "trl is not installed:"
+          " pip install --no-deps trl accelerate") + ")")
+    impls = [i for i in impls if i not in TRL_IMPLS]
   common = ["--mode", args.mode, "--batch", str(batch), "--length", str(length),
             "--steps", str(args.steps)]
   peak = _spawn(["--child", "peak"])["peak_flops"]
@@ -235,8 +290,9 @@ def main() -> None:
   print(f"\n{args.mode}: SmolLM2-135M shape, {what} tokens = {tokens} tokens/step; "
         f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; {os.cpu_count()} CPU cores")
   print(f"{'impl':15s} {'step s':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} "
-        f"{'peak GiB':>9s} {'x torch_fp32':>12s} {'mem/torch':>9s}")
+        f"{'peak GiB':>9s} {'x torch_fp32':>12s} {'mem/torch':>9s} {'x trl_defaults':>14s}")
   ref = best.get("torch_fp32")
+  trl_ref = best.get("trl_defaults")
   rows = []
   for impl in impls:
     b = best[impl]
@@ -244,12 +300,14 @@ def main() -> None:
     gflops = tps * flops_per_token / 1e9
     ratio = (ref["median_s"] / b["median_s"]) if ref else float("nan")
     mem = (b["peak_rss_gib"] / ref["peak_rss_gib"]) if ref else float("nan")
+    vs_trl = (trl_ref["median_s"] / b["median_s"]) if trl_ref else float("nan")
     rows.append(dict(impl=impl, step_s=b["median_s"], tokens_per_s=tps, gflops=gflops,
                      mfu=gflops * 1e9 / peak, peak_rss_gib=b["peak_rss_gib"],
                      speedup_vs_torch_fp32=ratio, memory_vs_torch_fp32=mem,
+                     speedup_vs_trl_defaults=vs_trl,
                      compile_s=b["compile_s"]))
     print(f"{impl:15s} {b['median_s']:8.3f} {tps:9.1f} {gflops:8.1f} {gflops * 1e9 / peak:6.1%} "
-          f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f}")
+          f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f} {vs_trl:14.2f}")
   print(json.dumps({"mode": args.mode, "batch": batch, "length": length, "peak_flops": peak,
                     "rows": rows}))
 

@@ -1,0 +1,81 @@
+"""The hardware ceiling: float32 matmul GFLOP/s through XLA, for the shapes a train step runs.
+
+  python benchmarks/matmul_peak.py
+  python benchmarks/matmul_peak.py --flags "" "--xla_cpu_use_onednn=true"
+
+A SmolLM2-135M train step at 4 pairs x 2 x 256 tokens multiplies [2048, 576] activations by
+[576, 1536] weights (forward, x @ w), and in the backward pass computes the weight gradient
+(x.T @ g) and the input gradient (g @ w.T). XLA:CPU is measurably slower on the transposed
+operands; this prints all three beside the square 2048^3 matmul the other benchmarks use as the
+MFU peak. Each XLA_FLAGS setting runs in its own process (flags are read once at start-up), with
+a time limit, since some experimental CPU flags hang or crash on some builds; a setting that
+fails is reported, not fatal.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SHAPES = {  # name: (lhs shape, rhs shape, transpose lhs, transpose rhs)
+    "square 2048^3": ((2048, 2048), (2048, 2048), False, False),
+    "forward x@w": ((2048, 576), (576, 1536), False, False),
+    "weight grad x.T@g": ((2048, 576), (2048, 1536), True, False),
+    "input grad g@w.T": ((2048, 1536), (576, 1536), False, True),
+}
+
+
+def child() -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp
+  out = {}
+  for name, (sa, sb, ta, tb) in SHAPES.items():
+    a = jax.random.normal(jax.random.PRNGKey(0), sa, jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), sb, jnp.float32)
+    f = jax.jit(lambda x, y, ta=ta, tb=tb: (x.T if ta else x) @ (y.T if tb else y))
+    f(a, b).block_until_ready()
+    m, k = (sa[1], sa[0]) if ta else sa
+    n = sb[0] if tb else sb[1]
+    best = float("inf")
+    for _ in range(10):
+      t0 = time.perf_counter()
+      f(a, b).block_until_ready()
+      best = min(best, time.perf_counter() - t0)
+    out[name] = 2 * m * k * n / best / 1e9
+  return out
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--flags", nargs="*", default=["", "--xla_cpu_experimental_ynn_fusion_type=",
+                                                  "--xla_cpu_use_onednn=true",
+                                                  "--xla_cpu_enable_fast_math=true"],
+                  help="XLA_FLAGS settings to compare ('' = the default)")
+  ap.add_argument("--timeout", type=int, default=180)
+  ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.child:
+    print(json.dumps(child()))
+    return
+  print(f"float32 matmul GFLOP/s (best of 10), {os.cpu_count()} CPU cores")
+  print(f"{'XLA_FLAGS':40s} " + " ".join(f"{n:>18s}" for n in SHAPES))
+  for flags in args.flags:
+    env = dict(os.environ, XLA_FLAGS=flags)
+    try:
+      out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env,
+                           capture_output=True, text=True, timeout=args.timeout, check=False)
+      if out.returncode:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else
+                           f"exit {out.returncode}")
+      res = json.loads(out.stdout.strip().splitlines()[-1])
+      print(f"{flags or '(default)':40s} " + " ".join(f"{res[n]:18.1f}" for n in SHAPES),
+            flush=True)
+    except (subprocess.TimeoutExpired, RuntimeError) as e:
+      print(f"{flags or '(default)':40s} failed: {str(e)[:120]}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
