@@ -1,13 +1,14 @@
-"""The hardware ceiling: float32 matmul GFLOP/s through XLA, for the shapes a train step runs.
+"""The hardware ceiling: matmul GFLOP/s through XLA, for the shapes a train step runs.
 
   python benchmarks/matmul_peak.py
-  python benchmarks/matmul_peak.py --flags "" "--xla_cpu_use_onednn=true"
+  python benchmarks/matmul_peak.py --flags="|--xla_cpu_use_onednn=true"
 
 A SmolLM2-135M train step at 4 pairs x 2 x 256 tokens multiplies [2048, 576] activations by
 [576, 1536] weights (forward, x @ w), and in the backward pass computes the weight gradient
 (x.T @ g) and the input gradient (g @ w.T). XLA:CPU is measurably slower on the transposed
 operands; this prints all three beside the square 2048^3 matmul the other benchmarks use as the
-MFU peak. Each XLA_FLAGS setting runs in its own process (flags are read once at start-up), with
+MFU peak, and the square matmul in bfloat16 with a float32 result (what
+`low_precision_dots="f32_accumulate"` asks for) and with a bfloat16 result (XLA's default dot). Each XLA_FLAGS setting runs in its own process (flags are read once at start-up), with
 a time limit, since some experimental CPU flags hang or crash on some builds; a setting that
 fails is reported, not fatal.
 """
@@ -22,6 +23,8 @@ import time
 
 SHAPES = {  # name: (lhs shape, rhs shape, transpose lhs, transpose rhs)
     "square 2048^3": ((2048, 2048), (2048, 2048), False, False),
+    "bf16->f32 2048^3": ((2048, 2048), (2048, 2048), False, False),
+    "bf16->bf16 2048^3": ((2048, 2048), (2048, 2048), False, False),
     "forward x@w": ((2048, 576), (576, 1536), False, False),
     "weight grad x.T@g": ((2048, 576), (2048, 1536), True, False),
     "input grad g@w.T": ((2048, 1536), (576, 1536), False, True),
@@ -33,9 +36,12 @@ def child() -> dict:
   import jax.numpy as jnp
   out = {}
   for name, (sa, sb, ta, tb) in SHAPES.items():
-    a = jax.random.normal(jax.random.PRNGKey(0), sa, jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), sb, jnp.float32)
-    f = jax.jit(lambda x, y, ta=ta, tb=tb: (x.T if ta else x) @ (y.T if tb else y))
+    dtype = jnp.bfloat16 if name.startswith("bf16") else jnp.float32
+    res_dtype = jnp.float32 if "f32" in name or dtype == jnp.float32 else jnp.bfloat16
+    a = jax.random.normal(jax.random.PRNGKey(0), sa, dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), sb, dtype)
+    f = jax.jit(lambda x, y, ta=ta, tb=tb, r=res_dtype: jnp.matmul(
+        x.T if ta else x, y.T if tb else y, preferred_element_type=r))
     f(a, b).block_until_ready()
     m, k = (sa[1], sa[0]) if ta else sa
     n = sb[0] if tb else sb[1]
@@ -50,19 +56,18 @@ def child() -> dict:
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ap.add_argument("--flags", nargs="*", default=["", "--xla_cpu_experimental_ynn_fusion_type=",
-                                                  "--xla_cpu_use_onednn=true",
-                                                  "--xla_cpu_enable_fast_math=true"],
-                  help="XLA_FLAGS settings to compare ('' = the default)")
+  ap.add_argument("--flags", default="|--xla_cpu_experimental_ynn_fusion_type="
+                  "|--xla_cpu_use_onednn=true|--xla_cpu_enable_fast_math=true",
+                  help="XLA_FLAGS settings to compare, separated by '|' (empty = the default)")
   ap.add_argument("--timeout", type=int, default=180)
   ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.child:
     print(json.dumps(child()))
     return
-  print(f"float32 matmul GFLOP/s (best of 10), {os.cpu_count()} CPU cores")
+  print(f"matmul GFLOP/s (best of 10; float32 unless named), {os.cpu_count()} CPU cores")
   print(f"{'XLA_FLAGS':40s} " + " ".join(f"{n:>18s}" for n in SHAPES))
-  for flags in args.flags:
+  for flags in args.flags.split("|"):
     env = dict(os.environ, XLA_FLAGS=flags)
     try:
       out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env,

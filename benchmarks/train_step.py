@@ -21,7 +21,11 @@ Implementations:
   jax_fp32          our train_step (helpsteer_jax.training.step), float32, scan over layers
   jax_fp32_remat    + full remat (what :smollm2 uses at 1024 tokens)
   jax_fp32_unrolled float32, layers unrolled (not run by default: minutes of XLA compile)
-  jax_bf16          bfloat16 compute, float32 master weights and optimizer
+  jax_bf16          bfloat16 compute, float32 master weights and optimizer, projections as bf16
+                    dots with float32 accumulation (model.low_precision_dots="f32_accumulate")
+  jax_bf16_remat    + full remat
+  jax_bf16_xladot   bfloat16 with XLA's own bf16 dots (low_precision_dots="xla"; not run by
+                    default: the "before" of f32_accumulate)
   torch_fp32        transformers LlamaForSequenceClassification + torch.optim.AdamW, float32
   torch_bf16_gc     + bf16 autocast and gradient checkpointing (TRL RewardTrainer's defaults)
   trl_fp32          TRL's RewardTrainer on the same model and pre-tokenized pairs, float32, no
@@ -44,9 +48,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JAX_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_fp32_unrolled")
-DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "torch_fp32", "torch_bf16_gc",
-                 "trl_fp32", "trl_defaults")
+JAX_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
+             "jax_fp32_unrolled")
+DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
+                 "torch_bf16_gc", "trl_fp32", "trl_defaults")
 TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
 TRL_IMPLS = ("trl_fp32", "trl_defaults")
 
@@ -63,8 +68,12 @@ def _config(impl: str):
   cfg = cfg.replace(scan_layers=True)
   if impl == "jax_fp32_remat":
     cfg = cfg.replace(remat_policy="full")
-  elif impl == "jax_bf16":
+  elif impl == "jax_bf16_xladot":
     cfg = cfg.replace(dtype="bfloat16")
+  elif impl == "jax_bf16":
+    cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate")
+  elif impl == "jax_bf16_remat":
+    cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate", remat_policy="full")
   return cfg
 
 

@@ -30,7 +30,10 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       source="tiny",  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
       tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
-      num_labels=1, dtype="float32", remat_policy="none", scan_layers=False))
+      num_labels=1, dtype="float32", remat_policy="none", scan_layers=False,
+      # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
+      # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
+      low_precision_dots="xla"))
   c.loss = ml_collections.ConfigDict(dict(
       name=loss, normalize="pairs", centering_coef=0.0,
       head_index=0))  # which reward-head output is the reward (BT family)

@@ -45,6 +45,11 @@ class LlamaConfig:
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_no_batch"
   scan_layers: bool = False
   attention_impl: str | None = None  # None lets jax.nn.dot_product_attention choose; "xla"/"cudnn"
+  # Projections in a low-precision dtype: "xla" leaves the dot to XLA; "f32_accumulate" gives
+  # XLA bf16 operands with a float32 result (cast back), forward and backward (custom VJP). XLA:CPU
+  # runs bf16 -> bf16 dots in float32 but bf16 -> f32 dots on AMX / AVX512-BF16 kernels (4x the
+  # float32 matmul rate here; benchmarks/RESULTS.md). No effect in float32.
+  low_precision_dots: str = "xla"
 
   def __post_init__(self):
     if self.num_key_value_heads is None:
@@ -54,6 +59,8 @@ class LlamaConfig:
     if self.num_attention_heads % self.num_key_value_heads:
       raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                        f"num_key_value_heads={self.num_key_value_heads}")
+    if self.low_precision_dots not in ("xla", "f32_accumulate"):
+      raise ValueError(f"low_precision_dots={self.low_precision_dots!r}: 'xla' or 'f32_accumulate'")
     if self.rope_scaling is not None:
       kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
       if kind not in ("llama3", "default"):

@@ -48,11 +48,48 @@ _REMAT_POLICIES = {
 }
 
 
+@jax.custom_vjp
+def matmul_f32_accumulate(x: Array, w: Array) -> Array:
+  """x [..., i] @ w [i, o] with float32 accumulation and result, cast back to x's dtype.
+
+  The backward pass does the same for dx = ct @ w.T and dw = x.T @ ct (ct cast to x's dtype), so
+  every dot of the step has low-precision operands and a float32 result.
+  """
+  return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32).astype(x.dtype)
+
+
+def _matmul_fwd(x, w):
+  return matmul_f32_accumulate(x, w), (x, w)
+
+
+def _matmul_bwd(res, ct):
+  x, w = res
+  ct = ct.astype(x.dtype)
+  dx = jax.lax.dot_general(ct, w, (((ct.ndim - 1,), (1,)), ((), ())),
+                           preferred_element_type=jnp.float32).astype(x.dtype)
+  dw = jax.lax.dot_general(x.reshape(-1, x.shape[-1]), ct.reshape(-1, ct.shape[-1]),
+                           (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return dx, dw.astype(w.dtype)
+
+
+matmul_f32_accumulate.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def _dot_f32_accumulate(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  """`nn.Dense`'s dot_general: contract lhs's last axis with rhs's first."""
+  del precision, preferred_element_type  # float32 accumulation is the point
+  if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
+    raise ValueError(f"unexpected Dense dot dimensions {dimension_numbers}")
+  return matmul_f32_accumulate(lhs, rhs)
+
+
 def _dense(features: int, axes: tuple[str, str], cfg: LlamaConfig, name: str) -> nn.Dense:
   # HF initialises linear layers with N(0, 0.02); only used for fresh (random) models.
+  low = cfg.low_precision_dots == "f32_accumulate" and jnp.dtype(cfg.dtype) != jnp.float32
   return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                   kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
-                  name=name)
+                  dot_general=_dot_f32_accumulate if low else None, name=name)
 
 
 class RMSNorm(nn.Module):

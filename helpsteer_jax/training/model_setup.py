@@ -13,7 +13,7 @@ from helpsteer_jax.models import (PRESETS, LlamaForCausalLM, LlamaRewardModel, l
 from helpsteer_jax.models.loading import load_config
 from helpsteer_jax.models.config import LlamaConfig
 
-_RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
+_RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl", "low_precision_dots")
 
 
 @dataclasses.dataclass
