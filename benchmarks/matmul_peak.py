@@ -5,12 +5,13 @@
 
 A SmolLM2-135M train step at 4 pairs x 2 x 256 tokens multiplies [2048, 576] activations by
 [576, 1536] weights (forward, x @ w), and in the backward pass computes the weight gradient
-(x.T @ g) and the input gradient (g @ w.T). XLA:CPU is measurably slower on the transposed
-operands; this prints all three beside the square 2048^3 matmul the other benchmarks use as the
-MFU peak, and the square matmul in bfloat16 with a float32 result (what
-`low_precision_dots="f32_accumulate"` asks for) and with a bfloat16 result (XLA's default dot). Each XLA_FLAGS setting runs in its own process (flags are read once at start-up), with
-a time limit, since some experimental CPU flags hang or crash on some builds; a setting that
-fails is reported, not fatal.
+(x.T @ g) and the input gradient (g @ w.T). This prints all three (does XLA:CPU lose speed on
+the transposed operands?) beside the square 2048^3 matmul the other benchmarks use as the MFU
+peak, and the square matmul in bfloat16 with a float32 result (what
+`low_precision_dots="f32_accumulate"` asks for) and with a bfloat16 result (a plain bf16 dot).
+Each XLA_FLAGS setting runs in its own process (flags are read once at start-up), with a time
+limit, since some experimental CPU flags hang or crash on some builds; a setting that fails is
+reported, not fatal.
 """
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ import subprocess
 import sys
 import time
 
-SHAPES = {  # name: (lhs shape, rhs shape, transpose lhs, transpose rhs)
-    "square 2048^3": ((2048, 2048), (2048, 2048), False, False),
-    "bf16->f32 2048^3": ((2048, 2048), (2048, 2048), False, False),
-    "bf16->bf16 2048^3": ((2048, 2048), (2048, 2048), False, False),
-    "forward x@w": ((2048, 576), (576, 1536), False, False),
-    "weight grad x.T@g": ((2048, 576), (2048, 1536), True, False),
-    "input grad g@w.T": ((2048, 1536), (576, 1536), False, True),
+F32, BF16 = "float32", "bfloat16"
+# name: (lhs shape, rhs shape, transpose lhs, transpose rhs, operand dtype, result dtype)
+SHAPES = {
+    "square 2048^3": ((2048, 2048), (2048, 2048), False, False, F32, F32),
+    "bf16->f32 2048^3": ((2048, 2048), (2048, 2048), False, False, BF16, F32),
+    "bf16->bf16 2048^3": ((2048, 2048), (2048, 2048), False, False, BF16, BF16),
+    "forward x@w": ((2048, 576), (576, 1536), False, False, F32, F32),
+    "weight grad x.T@g": ((2048, 576), (2048, 1536), True, False, F32, F32),
+    "input grad g@w.T": ((2048, 1536), (576, 1536), False, True, F32, F32),
 }
 
 
@@ -35,9 +38,7 @@ def child() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
   out = {}
-  for name, (sa, sb, ta, tb) in SHAPES.items():
-    dtype = jnp.bfloat16 if name.startswith("bf16") else jnp.float32
-    res_dtype = jnp.float32 if "f32" in name or dtype == jnp.float32 else jnp.bfloat16
+  for name, (sa, sb, ta, tb, dtype, res_dtype) in SHAPES.items():
     a = jax.random.normal(jax.random.PRNGKey(0), sa, dtype)
     b = jax.random.normal(jax.random.PRNGKey(1), sb, dtype)
     f = jax.jit(lambda x, y, ta=ta, tb=tb, r=res_dtype: jnp.matmul(

@@ -128,17 +128,23 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
   return {"compile_s": compile_s, "step_s": times}
 
 
-def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
-  import contextlib  # pylint: disable=g-import-not-at-top
-  import numpy as np
-  import torch
+def _torch_reward_model():
+  """The same model shape in transformers (random weights), for the torch and TRL rows."""
+  import torch  # pylint: disable=g-import-not-at-top
   import transformers
-
   torch.manual_seed(0)
   torch.set_num_threads(os.cpu_count() or 1)
   cfg = _config("jax_fp32_unrolled")
   hf = transformers.LlamaConfig(**cfg.to_hf(), num_labels=1)
-  model = transformers.LlamaForSequenceClassification(hf)
+  return cfg, transformers.LlamaForSequenceClassification(hf)
+
+
+def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import torch
+
+  cfg, model = _torch_reward_model()
   rng = np.random.default_rng(0)
   n = batch if mode == "score" else 2 * batch
   ids = torch.from_numpy(_tokens(rng, n, length, cfg.vocab_size)).long()
@@ -179,18 +185,13 @@ def child_trl(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
   import tempfile  # pylint: disable=g-import-not-at-top
   import datasets
   import numpy as np
-  import torch
   import transformers
   import trl
   from helpsteer_jax.models.sources import load_tokenizer
 
   if mode != "train":
     raise ValueError("TRL's RewardTrainer only trains")
-  torch.manual_seed(0)
-  torch.set_num_threads(os.cpu_count() or 1)
-  cfg = _config("jax_fp32_unrolled")
-  model = transformers.LlamaForSequenceClassification(
-      transformers.LlamaConfig(**cfg.to_hf(), num_labels=1))
+  cfg, model = _torch_reward_model()
   rng = np.random.default_rng(0)
   n = (1 + steps) * batch
   ids = _tokens(rng, 2 * n, length, cfg.vocab_size)
@@ -213,9 +214,10 @@ def child_trl(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
                                 processing_class=load_tokenizer("smollm2"), callbacks=[Clock()])
     t0 = time.perf_counter()
     trainer.train()
-  steps_s = [b - a for a, b in zip(times, times[1:])]
-  return {"compile_s": times[0] - t0, "step_s": steps_s,
-          "bf16": bool(trainer.args.bf16), "gradient_checkpointing": bool(trainer.args.gradient_checkpointing)}
+  if defaults and not (trainer.args.bf16 and trainer.args.gradient_checkpointing):
+    raise RuntimeError("this TRL's RewardConfig no longer defaults to bf16 + gradient "
+                       "checkpointing; the trl_defaults row would not be what it says")
+  return {"compile_s": times[0] - t0, "step_s": [b - a for a, b in zip(times, times[1:])]}
 
 
 def child_peak() -> dict:

@@ -249,9 +249,9 @@ def write_budget(data: dict[str, Any], figures: dict[str, Any], results: Path) -
              for k, v in figures.items()}
   timings["head training, all variants and seeds"] = f"{train:.0f} s"
   timings["total (wall clock on 2 cores)"] = f"{(feat + train) / 60:.1f} min"
-  (results / "budget.json").write_text(json.dumps(
+  (results / "budget.json").write_text(_to_json(
       {"sizes": sizes, "timings": timings, "reports": data["reports"],
-       "rb_pair_subsets": list(data["rb_pairs"].source)}, indent=1) + "\n")
+       "rb_pair_subsets": list(data["rb_pairs"].source)}))
 
 
 # (name, data, loss, init): every variant is trained with every seed; `init` names the variant

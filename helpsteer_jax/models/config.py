@@ -47,8 +47,8 @@ class LlamaConfig:
   attention_impl: str | None = None  # None lets jax.nn.dot_product_attention choose; "xla"/"cudnn"
   # Projections in a low-precision dtype: "xla" leaves the dot to XLA; "f32_accumulate" gives
   # XLA bf16 operands with a float32 result (cast back), forward and backward (custom VJP). XLA:CPU
-  # runs bf16 -> bf16 dots in float32 but bf16 -> f32 dots on AMX / AVX512-BF16 kernels (4x the
-  # float32 matmul rate here; benchmarks/RESULTS.md). No effect in float32.
+  # runs bf16 -> bf16 dots in float32 but bf16 -> f32 dots on AMX / AVX512-BF16 kernels (about 5x
+  # the float32 matmul rate here; benchmarks/RESULTS.md). No effect in float32.
   low_precision_dots: str = "xla"
 
   def __post_init__(self):
