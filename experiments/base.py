@@ -2,22 +2,23 @@
 
 Variants (the argument after ':'): `tiny` (random tiny Llama, seconds, used by tests), `smollm2`
 (the packaged SmolLM2-135M-Instruct on this CPU), `llama3_8b` and `llama3_70b` (the paper's
-recipe on Llama-3.1 base, for GPU/TPU meshes).
+recipe on Llama-3.1-Instruct, for GPU/TPU meshes).
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import ml_collections
 
+from helpsteer_jax.data.paths import HELPSTEER_SAMPLE, packaged, shared_data_dir
 from helpsteer_jax.sharding import DEFAULT_RULES
 
 VARIANTS = ("tiny", "smollm2", "llama3_8b", "llama3_70b")
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
-# Real data shipped beside the repository (../shared/data) or wherever $HELPSTEER_SHARED_DATA says.
-SHARED_DATA = os.environ.get("HELPSTEER_SHARED_DATA",
-                             str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# The other real data files: ../shared/data beside the repository, or $HELPSTEER_SHARED_DATA.
+SHARED_DATA = shared_data_dir()
+# The default training data, shipped inside the package (HelpSteer v1 sample, CC-BY-4.0).
+HELPSTEER_SAMPLE_PATH = packaged(HELPSTEER_SAMPLE)
 # H100 SXM dense bf16 peak; the CPU figure is the measured 2048^3 fp32 matmul rate here.
 PEAK_FLOPS = {"cpu": 400e9, "h100_bf16": 989e12, "tpu_v5p_bf16": 459e12}
 
@@ -38,11 +39,11 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
       name=loss, normalize="pairs", centering_coef=0.0,
       head_index=0))  # which reward-head output is the reward (BT family)
   c.data = ml_collections.ConfigDict(dict(
-      # Matched data on this machine: HelpSteer ratings turned into same-prompt pairs.
-      train=dict(format="helpsteer_ratings_pairs",
-                 path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="train"),
-      eval=dict(format="helpsteer_ratings_pairs",
-                path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"), split="validation"),
+      # Matched data on this machine: HelpSteer ratings turned into same-prompt pairs, from the
+      # sample shipped in the package (helpsteer_jax/data/assets).
+      train=dict(format="helpsteer_ratings_pairs", path=HELPSTEER_SAMPLE_PATH, split="train"),
+      eval=dict(format="helpsteer_ratings_pairs", path=HELPSTEER_SAMPLE_PATH,
+                split="validation"),
       eval_ratings={},  # regression configs: held-out ratings for per-attribute MSE
       validation_fraction=0.1,  # held-out prompts when a file has no split column
       attributes=ATTRIBUTES,
@@ -97,8 +98,10 @@ def _apply_variant(c: ml_collections.ConfigDict, variant: str) -> None:
     c.train.checkpoint_every = 50
     c.optim.lr = 1e-5
   else:  # the paper's recipe (HelpSteer2-Preference, sec. 4) on Llama-3.1
-    c.model.source = ("meta-llama/Llama-3.1-8B" if variant == "llama3_8b"
-                      else "meta-llama/Llama-3.1-70B")
+    # The paper starts from Llama-3.1-70B-Instruct; the base models also ship no chat template,
+    # which the data encoder needs.
+    c.model.source = ("meta-llama/Llama-3.1-8B-Instruct" if variant == "llama3_8b"
+                      else "meta-llama/Llama-3.1-70B-Instruct")
     c.model.dtype = "bfloat16"
     c.model.remat_policy = "dots_no_batch"
     c.model.scan_layers = True

@@ -9,11 +9,9 @@ LR 1e-6, temperature 1.0, k = 4 samples per prompt, KL β = 0.01.
 """
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
-from experiments.base import PEAK_FLOPS, SHARED_DATA
+from experiments.base import HELPSTEER_SAMPLE_PATH, PEAK_FLOPS
 from helpsteer_jax.sharding import DEFAULT_RULES
 
 VARIANTS = ("tiny", "smollm2", "llama3_70b")
@@ -32,8 +30,8 @@ def get_config(variant: str = "tiny"):
       source="tiny",  # a reward-model workdir, HF reward-model dir, or a preset (random, tests)
       head_index=0, batch_size=16))
   c.data = ml_collections.ConfigDict(dict(
-      prompts=dict(format="prompts", path=os.path.join(SHARED_DATA, "helpsteer_v1_sample.jsonl"),
-                   split="train", validation_fraction=0.1),
+      prompts=dict(format="prompts", path=HELPSTEER_SAMPLE_PATH, split="train",
+                   validation_fraction=0.1),
       max_prompts=0, max_prompt_length=256, pad_to_multiple_of=32, shuffle_seed=0))
   c.rl = ml_collections.ConfigDict(dict(
       prompts_per_step=4, samples_per_prompt=4, kl_beta=0.01, max_new_tokens=128,

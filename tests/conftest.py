@@ -10,8 +10,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(os.environ.get("HELPSTEER_SHARED_DATA",
-                                  Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+from helpsteer_jax.data.paths import shared_data_dir  # noqa: E402
+
+SHARED_DATA = Path(shared_data_dir())
 
 
 @pytest.fixture(scope="session")

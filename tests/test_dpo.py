@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.needs_data
 
 
 def _config(arg):
@@ -20,8 +19,8 @@ def _config(arg):
   return mod.get_config(arg)
 
 
-def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, shared_data, smollm2_tokenizer):
-  del shared_data, smollm2_tokenizer
+def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokenizer):
+  del smollm2_tokenizer
   from helpsteer_jax.models import load_pretrained
   from helpsteer_jax.training.checkpoint import restore_params
   from helpsteer_jax.train import train

@@ -1,4 +1,5 @@
-"""The trainer end to end on `:tiny` configs (SmolLM2 tokenizer, real HelpSteer rows).
+"""The trainer end to end on `:tiny` configs (SmolLM2 tokenizer, the HelpSteer rows shipped in the
+package: these run on a fresh clone with nothing beside it).
 
 Tolerances: the 2x2x2-mesh loss equals the 1-device loss within 1e-5 per step; resumed runs
 end with parameters bitwise equal to an uninterrupted run (CPU); a workdir loaded scanned vs
@@ -21,7 +22,6 @@ import pytest
 from helpsteer_jax.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.needs_data
 
 
 def load_config_file(name: str, arg: str = "tiny"):
@@ -32,8 +32,8 @@ def load_config_file(name: str, arg: str = "tiny"):
 
 
 @pytest.fixture(autouse=True)
-def _need_data_and_tokenizer(shared_data, smollm2_tokenizer):
-  del shared_data, smollm2_tokenizer
+def _need_tokenizer(smollm2_tokenizer):
+  del smollm2_tokenizer
 
 
 def _final_params(workdir):

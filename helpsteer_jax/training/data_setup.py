@@ -5,8 +5,12 @@ import dataclasses
 import math
 from typing import Any, Iterator
 
-from helpsteer_jax.data import (PackedPairBatcher, PairBatcher, RatingBatcher, encode_pairs, encode_ratings,
-                                load_preferences, load_ratings)
+from pathlib import Path
+
+from helpsteer_jax.data import (DataError, PackedPairBatcher, PairBatcher, RatingBatcher,
+                                encode_pairs, encode_ratings, load_preferences, load_ratings)
+from helpsteer_jax.data.paths import missing_file_message
+from helpsteer_jax.data.reading import is_local_file
 
 
 @dataclasses.dataclass
@@ -26,6 +30,16 @@ class Data:
     return max(1, math.ceil(train_cfg.epochs * len(self.train)))
 
 
+def check_paths(data_cfg, keys: tuple[str, ...] = ("train", "eval", "eval_ratings")) -> None:
+  """Fails before any work when a local data file the config names is missing, naming the file,
+  the config key and where its default folder came from."""
+  for key in keys:
+    source = data_cfg.get(key)
+    path = source.get("path") if source else None
+    if path and is_local_file(str(path)) and not Path(str(path)).is_file():
+      raise DataError(missing_file_message(str(path), f"data.{key}.path"))
+
+
 def _spec(source, data_cfg, ratings: bool) -> dict[str, Any]:
   spec = dict(source)
   spec.setdefault("skip_invalid", data_cfg.skip_invalid)
@@ -42,6 +56,7 @@ def _limit(items: list, n: int) -> list:
 
 def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1) -> Data:
   d = config.data
+  check_paths(d)
   if d.batch_size % process_count or d.eval_batch_size % process_count:
     raise ValueError(f"batch sizes {d.batch_size}/{d.eval_batch_size} must divide over "
                      f"{process_count} processes")

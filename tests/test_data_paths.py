@@ -1,0 +1,61 @@
+"""The default data ships with the package; a missing data file is named with its config key."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from helpsteer_jax.data import DataError
+from helpsteer_jax.data import paths
+from helpsteer_jax.training.data_setup import build_data, check_paths
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ("bt", "margin_bt", "scaled_bt", "regression", "scaled_bt_from_regression", "dpo",
+           "reinforce")
+
+
+def _config(name, arg):
+  spec = importlib.util.spec_from_file_location(f"{name}_cfg", REPO / "experiments" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def test_packaged_sample_with_its_attribution():
+  path = Path(paths.packaged(paths.HELPSTEER_SAMPLE))
+  rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+  assert len(rows) == 500
+  assert set(rows[0]) == {"prompt", "response", "helpfulness", "correctness", "coherence",
+                          "complexity", "verbosity"}
+  notice = (path.parent / "README.md").read_text(encoding="utf-8")
+  assert "CC-BY-4.0" in notice and "nvidia/HelpSteer" in notice
+  with pytest.raises(FileNotFoundError, match="not shipped"):
+    paths.packaged("rewardbench_filtered_head500.jsonl")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("variant", ["tiny", "smollm2"])
+def test_small_configs_read_only_packaged_data(name, variant, monkeypatch, tmp_path):
+  # With the shared folder pointing nowhere, the small variants still find all their data.
+  monkeypatch.setenv(paths.SHARED_DATA_ENV, str(tmp_path / "absent"))
+  c = _config(name, variant)
+  sources = [c.data[k] for k in ("train", "eval", "eval_ratings", "prompts") if c.data.get(k)]
+  assert sources
+  for source in sources:
+    assert source["path"] == paths.packaged(paths.HELPSTEER_SAMPLE)
+    assert Path(source["path"]).is_file()
+
+
+def test_missing_file_names_file_key_and_env(monkeypatch, tmp_path):
+  c = _config("bt", "tiny")
+  c.data.eval.path = str(tmp_path / "nowhere" / "eval.jsonl")
+  with pytest.raises(DataError) as e:
+    check_paths(c.data)
+  msg = str(e.value)
+  assert str(tmp_path / "nowhere" / "eval.jsonl") in msg and "data.eval.path" in msg
+  assert "--config.data.eval.path=" in msg
+  # A path under the shared folder also says which environment variable chose that folder.
+  monkeypatch.setenv(paths.SHARED_DATA_ENV, str(tmp_path / "shared"))
+  c.data.eval.path = str(tmp_path / "shared" / "rewardbench.jsonl")
+  with pytest.raises(DataError, match=r"\$HELPSTEER_SHARED_DATA=.*shared"):
+    build_data(c, tokenizer=None)
