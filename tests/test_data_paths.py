@@ -59,3 +59,15 @@ def test_missing_file_names_file_key_and_env(monkeypatch, tmp_path):
   c.data.eval.path = str(tmp_path / "shared" / "rewardbench.jsonl")
   with pytest.raises(DataError, match=r"\$HELPSTEER_SHARED_DATA=.*shared"):
     build_data(c, tokenizer=None)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("variant", ["llama3_8b", "llama3_70b"])
+def test_full_size_configs_start_from_instruct_models(name, variant):
+  # The paper trains from Llama-3.1-70B-Instruct; base Llama ships no chat template, which the
+  # data encoder needs. reinforce.py has no 8B variant and dpo.py only the small ones.
+  if (name == "reinforce" and variant == "llama3_8b") or name == "dpo":
+    pytest.skip(f"{name}.py has no {variant} variant")
+  c = _config(name, variant)
+  source = (c.policy if name == "reinforce" else c.model).source
+  assert source.startswith("meta-llama/Llama-3.1-") and source.endswith("-Instruct"), source
