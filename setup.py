@@ -43,7 +43,8 @@ setup(
         # torch only for parity tests against transformers' PyTorch Llama; 2.13.0 is the local CPU wheel.
         "test": ["pytest>=8", "torch==2.13.0", "accelerate"],  # accelerate: transformers' GGUF reader
         "cuda": ["jax[cuda12]"],
-        "tpu": ["jax[tpu]"],
+        # gs:// workdirs (epath, orbax's bucket check, tensorboardX) need gcsfs.
+        "tpu": ["jax[tpu]", "gcsfs"],
     },
     entry_points={"console_scripts": [
         "helpsteer-train=helpsteer_jax.train:run",

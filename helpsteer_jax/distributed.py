@@ -8,8 +8,10 @@ A single process with none of these set needs no initialisation.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
+import numpy as np
 
 _initialized = False
 
@@ -30,3 +32,15 @@ def maybe_initialize() -> None:
   elif env.get("TPU_WORKER_HOSTNAMES") or env.get("HELPSTEER_AUTO_DISTRIBUTED") == "1":
     jax.distributed.initialize()  # cluster auto-detection (TPU VM pods, SLURM)
     _initialized = True
+
+
+def to_host(x: Any) -> np.ndarray:
+  """The whole of an array on this host, gathering it when it is sharded over several hosts.
+
+  For host code (rewards, advantages, metrics) that every host runs on the same full batch; a
+  sharded output of a computation over a multi-host mesh cannot be read with np.asarray alone.
+  """
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)

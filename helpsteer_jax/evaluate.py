@@ -16,8 +16,12 @@
   with --mode pairwise, plain pair accuracy, by strength bucket when a strength/margin column exists.
 
 Every pair is rendered with the model's chat template by the training pipeline's encoder (one
-rendering, no added specials, oldest turns cut first); a pair that does not fit --max-length even
-then is skipped and counted (results.json: pairs.skipped_too_long), never cut inside a response.
+rendering, no added specials, oldest turns cut first), never cut inside a response. The length
+limit is the model's context (max_position_embeddings) unless --max-length lowers it, so every
+pair the model can read is scored. As in the official scores, every pair counts in every
+denominator: a pair that does not fit even then is not scored and counts as wrong
+(results.json: pairs.unscored_too_long, unscored). --report-dropped adds the non-official
+variant with those pairs left out of the denominators (results.json: dropped_too_long).
 Sequences are scored in length-sorted batches, the batch dimension sharded over all devices.
 
 Writes DIR/results.json, DIR/examples.jsonl and DIR/{scores,margins,length_bias}.png.
@@ -36,7 +40,8 @@ import numpy as np
 
 from helpsteer_jax.data.chat import prompt_messages
 from helpsteer_jax.data.encoding import ChatEncoder
-from helpsteer_jax.data.records import DataError, Message, where
+from helpsteer_jax.data.reading import read_text
+from helpsteer_jax.data.records import DataError, Message, error_line, where
 from helpsteer_jax.evaluation import logprobs, rewardbench
 
 DEFAULT_DATA = "allenai/reward-bench"
@@ -58,7 +63,7 @@ class Pair:
 # ----------------------------------------------------------------------------- data
 def _file_rows(path: Path) -> list[tuple[int, Any]]:
   """(line or list position, row) of a JSON list file or a JSONL file (1-based)."""
-  text = path.read_text(encoding="utf-8")
+  text = read_text(path)  # UTF-8; a bad byte is a DataError naming its line
   if text.lstrip().startswith("["):
     try:
       rows = json.loads(text)
@@ -66,7 +71,9 @@ def _file_rows(path: Path) -> list[tuple[int, Any]]:
       raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
     return list(enumerate(rows, 1))
   out = []
-  for line_no, line in enumerate(text.splitlines(), 1):
+  # split("\n"), not splitlines(): that also splits at \x0c, \x1c, U+2028 ... inside a row,
+  # which would break the row and shift every line number after it.
+  for line_no, line in enumerate(text.split("\n"), 1):
     if not line.strip():
       continue
     try:
@@ -239,6 +246,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
   pairs = load_pairs(args.data, split=args.split, limit=args.limit,
                      limit_per_subset=args.limit_per_subset)
   eval_kind = choose_mode(pairs, args.mode)
+  # The compute dtype goes into the config (load_pretrained's runtime keywords); the weights are
+  # loaded in float32 whatever it is.
   runtime = {"dtype": args.dtype} if args.dtype else {}
   pre = load_pretrained(args.model, **runtime)
   lm_mode = bool(args.dpo_reference or args.reference_free)
@@ -265,18 +274,30 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     model = LlamaRewardModel(pre.config, num_labels=pre.num_labels)
   t_load = time.perf_counter()
 
+  # Length limit: the model's context unless --max-length lowers it, so that every pair the model
+  # can read is scored (the official scores count every pair).
+  context = pre.config.max_position_embeddings
+  if args.dpo_reference:
+    context = min(context, ref.config.max_position_embeddings)
+  max_length = args.max_length or context
+  if max_length > context:
+    raise ValueError(f"--max-length {max_length} exceeds the model's context of {context} "
+                     "tokens (max_position_embeddings)")
+
   # Encoding: the training pipeline's chat rendering and prompt/response boundary.
   tok = pre.tokenizer
-  encoder = ChatEncoder(tok, args.max_length)
+  encoder = ChatEncoder(tok, max_length)
   encoded = encoder.encode_many([(p.messages, (p.chosen, p.rejected)) for p in pairs],
                                 [where(p.source, p.line) for p in pairs])
   kept: list[tuple[Pair, Any, bool]] = []
-  skipped = []
-  for p, (seqs, cut) in zip(pairs, encoded):
+  unscored = []  # too long even so: counted as wrong, never dropped from the denominators
+  is_scored = np.zeros(len(pairs), bool)
+  for k, (p, (seqs, cut)) in enumerate(zip(pairs, encoded)):
     if seqs is None:
-      skipped.append({"id": p.id, "subset": p.subset, "line": p.line})
+      unscored.append({"id": p.id, "subset": p.subset, "line": p.line})
     else:
       kept.append((p, seqs, bool(cut)))
+      is_scored[k] = True
   seqs_flat = [s.input_ids for _, seqs, _ in kept for s in seqs]
   starts = [s.prompt_len for _, seqs, _ in kept for s in seqs]
   t_enc = time.perf_counter()
@@ -302,7 +323,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
   else:
     rewards = np.asarray(out[:, 0], np.float64)
   r_chosen, r_rejected = rewards[0::2], rewards[1::2]
-  ok = rewardbench.correct(r_chosen, r_rejected)
+  ok = rewardbench.correct(r_chosen, r_rejected)  # the scored pairs
 
   examples = []
   for k, (p, seqs, cut) in enumerate(kept):
@@ -332,11 +353,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
   passes = 2 if mode == "dpo" else 1
   results: dict[str, Any] = {
       "model": args.model, "data": args.data, "mode": mode, "reward": reward_desc,
-      "evaluation": eval_kind, "max_length": args.max_length,
+      "evaluation": eval_kind, "max_length": max_length, "model_context": context,
       "limit": args.limit, "limit_per_subset": args.limit_per_subset,
-      "pairs": {"rows": len(pairs), "scored": len(kept), "skipped_too_long": len(skipped),
+      "pairs": {"rows": len(pairs), "scored": len(kept), "unscored_too_long": len(unscored),
                 "prompt_truncated": int(sum(c for _, _, c in kept))},
-      "accuracy": float(ok.mean()) if len(ok) else None,
       "ties": int(np.sum(r_chosen == r_rejected)),
       "timings": {
           "load_seconds": round(t_load - t0, 3), "encode_seconds": round(t_enc - t_load, 3),
@@ -349,28 +369,28 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
           "note": "score_seconds includes XLA compilation (one per padded length); tokens are "
                   "real (unpadded) tokens of every scored sequence, counted once",
       },
-      "skipped": skipped,
+      "unscored": unscored,
   }
+  # Official: every pair in every denominator, an unscored one as wrong.
+  results.update(_scores(eval_kind, pairs, _every_pair(ok, is_scored)))
   if eval_kind == "rewardbench":
-    results["rewardbench"] = rewardbench.summarize([p.subset for p, _, _ in kept],
-                                                   r_chosen, r_rejected)
-    results["rewardbench"]["skipped_too_long_by_subset"] = _count_by(s["subset"] for s in skipped)
-  else:
-    pw: dict[str, Any] = {"accuracy": results["accuracy"], "count": len(kept)}
-    strengths = [p.strength for p, _, _ in kept]
-    if kept and all(s is not None for s in strengths):
-      pw["by_strength"] = _strength_buckets(np.asarray(strengths, np.float64), ok)
-    results["pairwise"] = pw
+    results["rewardbench"]["unscored_too_long_by_subset"] = _count_by(
+        s["subset"] for s in unscored)
+  if args.report_dropped:  # asked for: the same scores over the scored pairs only
+    results["dropped_too_long"] = {
+        "note": f"not the official scoring: the {len(unscored)} pair(s) longer than "
+                f"{max_length} tokens are left out of every denominator",
+        **_scores(eval_kind, [p for p, _, _ in kept], ok)}
   if examples:
     results["length_bias"] = length_bias(examples)
   if lm_mode:  # the policy's reference-free rewards come with the same forward pass
     extra = {}
     for kind in logprobs.REFERENCE_FREE:
       r = logprobs.reference_free_reward(out, kind)
-      c = rewardbench.correct(r[0::2], r[1::2])
-      entry: dict[str, Any] = {"accuracy": float(c.mean()) if len(c) else None}
+      c = _every_pair(rewardbench.correct(r[0::2], r[1::2]), is_scored)
+      entry: dict[str, Any] = {"accuracy": float(c.mean())}
       if eval_kind == "rewardbench":
-        s = rewardbench.summarize([p.subset for p, _, _ in kept], r[0::2], r[1::2])
+        s = rewardbench.summarize_correct([p.subset for p in pairs], c)
         entry.update(sections=s["sections"], overall=s["overall"],
                      mean_of_present_sections=s["mean_of_present_sections"])
       extra[kind] = entry
@@ -389,6 +409,27 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
   results["timings"]["total_seconds"] = round(time.perf_counter() - t0, 3)
   (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   return results
+
+
+def _every_pair(scored_correct: np.ndarray, is_scored: np.ndarray) -> np.ndarray:
+  """Correctness of every pair: the scored pairs' in order, False for a pair not scored."""
+  out = np.zeros(len(is_scored), bool)
+  out[is_scored] = scored_correct
+  return out
+
+
+def _scores(eval_kind: str, pairs: Sequence[Pair], ok: np.ndarray) -> dict[str, Any]:
+  """accuracy and the RewardBench sections (or pairwise accuracy by strength) of `pairs`."""
+  out: dict[str, Any] = {"accuracy": float(ok.mean()) if len(ok) else None}
+  if eval_kind == "rewardbench":
+    out["rewardbench"] = rewardbench.summarize_correct([p.subset for p in pairs], ok)
+  else:
+    pw: dict[str, Any] = {"accuracy": out["accuracy"], "count": len(pairs)}
+    strengths = [p.strength for p in pairs]
+    if pairs and all(s is not None for s in strengths):
+      pw["by_strength"] = _strength_buckets(np.asarray(strengths, np.float64), ok)
+    out["pairwise"] = pw
+  return out
 
 
 def _count_by(values: Iterable[Optional[str]]) -> dict[str, int]:
@@ -411,14 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
   ap.add_argument("--dpo-reference", default=None, help="reference model source (DPO reward)")
   ap.add_argument("--reference-free", default=None, choices=("sum", "average", "avg", "norm"))
   ap.add_argument("--beta", type=float, default=1.0, help="DPO reward scale (accuracy unchanged)")
-  ap.add_argument("--max-length", type=int, default=4096)
+  ap.add_argument("--max-length", type=int, default=None,
+                  help="token limit per sequence (default and at most: the model's context, "
+                       "max_position_embeddings); a pair over it is counted as wrong")
+  ap.add_argument("--report-dropped", action="store_true",
+                  help="also report the scores with the too-long pairs dropped from the "
+                       "denominators (results.json: dropped_too_long; not the official way)")
   ap.add_argument("--batch-size", type=int, default=8)
   ap.add_argument("--pad-multiple", type=int, default=64, help="pad lengths to this multiple")
   ap.add_argument("--limit", type=int, default=None, help="only the first N rows")
   ap.add_argument("--limit-per-subset", type=int, default=None,
                   help="only the first K rows of each subset (after --limit)")
   ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
-                  help="compute dtype (default: the model's)")
+                  help="compute dtype (default: the model's); weights and rewards stay float32")
   ap.add_argument("--no-progress", dest="progress", action="store_false")
   return ap
 
@@ -428,7 +474,7 @@ def main(argv: Iterable[str] | None = None) -> None:
   try:
     results = evaluate(args)
   except (DataError, ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+    sys.exit(error_line(e))
   summary = {k: results[k] for k in ("mode", "accuracy")}
   if "rewardbench" in results:
     rb = results["rewardbench"]

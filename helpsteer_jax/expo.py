@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ def _tokenizer(source: str) -> Any | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+  from helpsteer_jax.data.records import error_line  # pylint: disable=g-import-not-at-top
+
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--init", required=True, help="the starting checkpoint (e.g. the SFT model)")
   ap.add_argument("--aligned", required=True, help="the aligned checkpoint (e.g. after DPO/RLHF)")
@@ -75,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
   ap.add_argument("--out", required=True, help="output Hugging Face directory")
   ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   args = ap.parse_args(argv)
-  out = expo(args.init, args.aligned, args.alpha, args.out, dtype=args.dtype)
+  try:
+    out = expo(args.init, args.aligned, args.alpha, args.out, dtype=args.dtype)
+  except (ValueError, FileNotFoundError) as e:  # missing, broken or mismatched checkpoints
+    sys.exit(error_line(e))
   print(json.dumps({"out": str(out), "alpha": args.alpha}))
 
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from helpsteer_jax.data.chat import check_response, message_list, prompt_messages
 from helpsteer_jax.data.encoding import ChatEncoder
-from helpsteer_jax.data.records import DataError
+from helpsteer_jax.data.reading import text_lines
+from helpsteer_jax.data.records import BAD_INPUT, DataError, error_line
 from helpsteer_jax.models import LlamaRewardModel, load_pretrained
 
 
@@ -41,18 +42,20 @@ def response_text(value: Any, source: str, line: int, column: str) -> str:
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+  """(line number, row) of a jsonl file; a missing file, bad bytes or bad JSON: `path:line`."""
+  if not Path(path).is_file():
+    raise ScoreError(f"{path}: no such file")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ScoreError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
-      if not isinstance(row, dict):
-        raise ScoreError(f"{path}:{line_no}: a row must be a JSON object")
-      rows.append((line_no, row))
+  for line_no, line in text_lines(path):  # UTF-8, a bad byte named by its line
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ScoreError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+      raise ScoreError(f"{path}:{line_no}: a row must be a JSON object")
+    rows.append((line_no, row))
   return rows
 
 
@@ -128,6 +131,7 @@ class Scorer:
 def score_file(model_source: str, input_path: str | Path, output_path: str | Path, *,
                batch_size: int = 8, max_length: int = 4096, head_index: int = 0) -> dict[str, int]:
   input_path = Path(input_path)
+  rows = read_rows(input_path)  # before the model: a bad file fails in seconds, not after a load
   pre = load_pretrained(model_source)
   if pre.num_labels is None:
     raise ScoreError(f"{model_source} has no reward head: score needs a reward model "
@@ -135,7 +139,6 @@ def score_file(model_source: str, input_path: str | Path, output_path: str | Pat
   tok = pre.tokenizer
   # The training pipeline's encoder: rendered once, no added specials, oldest turns cut first.
   encoder = ChatEncoder(tok, max_length)
-  rows = read_rows(input_path)
   seqs: list[np.ndarray] = []
   slots: list[tuple[int, str]] = []  # (row number in `rows`, field) of each sequence
   truncated = 0
@@ -178,8 +181,8 @@ def main(argv: Iterable[str] | None = None) -> None:
   try:
     summary = score_file(args.model, args.input, args.output, batch_size=args.batch_size,
                          max_length=args.max_length, head_index=args.head_index)
-  except ScoreError as e:
-    sys.exit(f"error: {e}")
+  except (*BAD_INPUT, ValueError) as e:  # bad rows (ScoreError), a missing or broken model
+    sys.exit(error_line(e))
   print(json.dumps({**summary, "output": args.output}))
 
 

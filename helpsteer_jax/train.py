@@ -12,17 +12,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from absl import app, flags, logging
+from etils import epath
 from flax import linen as nn
 from ml_collections import config_flags
 
 from helpsteer_jax import distributed, losses, sharding
+from helpsteer_jax.data.records import BAD_INPUT, error_line
 from helpsteer_jax.training import checkpoint, metrics_log, objectives
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import build_dpo_model, build_model, select_head_columns
@@ -59,6 +62,36 @@ def eval_objective(config, built):
   return make_objective(config, built)
 
 
+def init_head_columns(config) -> list[int]:
+  """The `init_from` run's head columns to keep, as indices.
+
+  Integers are taken as given; an attribute name ("helpfulness") is looked up in that run's own
+  `data.attributes` (its config.json), the order its regression head was trained in, which need
+  not start with helpfulness.
+  """
+  columns = list(config.init_head_columns)
+  names = [c for c in columns if isinstance(c, str)]
+  if not names:
+    return [int(c) for c in columns]
+  path = epath.Path(config.init_from) / "config.json"
+  try:
+    run = json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: cannot read the init_from run's config to find head columns "
+                     f"{names} ({e})") from e
+  loss = run.get("loss", {}).get("name")
+  attributes = list(run.get("data", {}).get("attributes") or ())
+  if loss != "regression":
+    raise ValueError(f"init_head_columns {names} names attribute outputs, but init_from "
+                     f"{config.init_from} is a {loss!r} run, not a regression run: its reward "
+                     f"head has no {names[0]} output")
+  missing = [n for n in names if n not in attributes]
+  if missing:
+    raise ValueError(f"init_from {config.init_from} is a regression run on {attributes}: it has "
+                     f"no {' / '.join(missing)} output")
+  return [attributes.index(c) if isinstance(c, str) else int(c) for c in columns]
+
+
 def evaluate(eval_fn, params, batches, put) -> dict[str, float]:
   totals: dict[str, float] = {}
   count = 0.0
@@ -75,11 +108,9 @@ def evaluate(eval_fn, params, batches, put) -> dict[str, float]:
 def train(config, workdir: str) -> dict[str, Any]:
   # --- set-up
   distributed.maybe_initialize()
-  if "://" in str(workdir):
-    # pathlib would quietly turn gs://b/x into a local folder gs:/b/x.
-    raise ValueError(f"workdir {workdir!r}: only local (or mounted, e.g. gcsfuse) paths are "
-                     "supported")
-  workdir_p = Path(workdir)
+  # epath, not pathlib: a local folder or a URL (gs://bucket/run on TPU VMs), which pathlib would
+  # turn into a local folder gs:/bucket/run.
+  workdir_p = epath.Path(workdir)
   workdir_p.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   if is_main:
@@ -117,11 +148,16 @@ def train(config, workdir: str) -> dict[str, Any]:
     data.train.restore(data_state)
     log.text(f"resumed from {workdir_p / 'checkpoints'} at step {int(state.step)}")
   elif config.init_from:
-    params = checkpoint.restore_params(config.init_from)
-    if config.init_head_columns:
-      params = select_head_columns(params, list(config.init_head_columns))
+    columns = init_head_columns(config)  # before the restore: a wrong run fails fast
+    # Only the other run's parameters, the backbone read straight into this run's shardings;
+    # its head (maybe of another width) comes to the host for the column choice below.
+    backbone = {k: v for k, v in shardings.params.items() if k != "score"}
+    params = checkpoint.restore_params(config.init_from, backbone)
+    if columns:
+      params = select_head_columns(params, columns)
     state = state_from_params(params, tx, rng, shardings)
-    log.text(f"initialised from {config.init_from} (head columns {list(config.init_head_columns)})")
+    log.text(f"initialised from {config.init_from} (head columns "
+             f"{list(config.init_head_columns)} -> {columns})")
   elif built.pretrained is not None:
     state = state_from_params(built.pretrained, tx, rng, shardings)
   else:
@@ -163,7 +199,7 @@ def train(config, workdir: str) -> dict[str, Any]:
 
   # --- the loop
   preempted = checkpoint.PreemptionFlag().install()
-  batch_log = (open(workdir_p / "batches.jsonl", "a", encoding="utf-8")
+  batch_log = ((workdir_p / "batches.jsonl").open("a", encoding="utf-8")
                if config.train.record_batches and is_main else None)
   first_eval = run_eval(int(state.step)) if int(state.step) == 0 else None
   meter = metrics_log.Throughput(built.config, peak_flops=config.train.peak_flops_per_device,
@@ -222,9 +258,20 @@ flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  train(FLAGS.config, FLAGS.workdir)
+  try:
+    train(FLAGS.config, FLAGS.workdir)
+  except BAD_INPUT as e:  # a bad or missing data file: one line naming it, not a traceback
+    sys.exit(error_line(e))
+
+
+def run() -> None:
+  """The `helpsteer-train` console script: `python -m helpsteer_jax.train` by another name."""
+  flags.mark_flags_as_required(["config", "workdir"])
+  # Config files import their shared base (experiments.base) from the current folder, which
+  # `python -m` puts on sys.path and a console script does not.
+  sys.path.insert(0, os.getcwd())
+  app.run(main)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  run()

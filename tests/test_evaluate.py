@@ -74,23 +74,35 @@ def test_reward_model_rewardbench(reward_dir, tmp_path):
   for f in ("results.json", "examples.jsonl", "scores.png", "margins.png", "length_bias.png"):
     assert (out / f).stat().st_size > 0
   assert res["mode"] == "reward_model" and res["evaluation"] == "rewardbench"
-  assert res["pairs"] == {"rows": 6, "scored": 5, "skipped_too_long": 1, "prompt_truncated": 0}
-  assert res["skipped"] == [{"id": "41", "subset": "hep-go", "line": 6}]
+  assert res["max_length"] == 256
+  assert res["model_context"] == PRESETS["tiny"].max_position_embeddings
+  assert res["pairs"] == {"rows": 6, "scored": 5, "unscored_too_long": 1, "prompt_truncated": 0}
+  assert res["unscored"] == [{"id": "41", "subset": "hep-go", "line": 6}]
   assert [e["id"] for e in ex] == ["10", "11", "20", "30", "40"]
-  # Default reward: head output 0; accuracy and sections recomputed from the examples.
+  # Default reward: head output 0; accuracy and sections recomputed from the examples, with the
+  # pair over --max-length in every denominator as a wrong answer (the official way).
   for e in ex:
     assert e["reward_chosen"] == e["outputs_chosen"][0]
     assert e["correct"] == (e["reward_chosen"] > e["reward_rejected"])
-  assert res["accuracy"] == pytest.approx(np.mean([e["correct"] for e in ex]))
-  direct = rewardbench.summarize([e["subset"] for e in ex], [e["reward_chosen"] for e in ex],
-                                 [e["reward_rejected"] for e in ex])
+  every = [e["correct"] for e in ex] + [False]
+  assert res["accuracy"] == pytest.approx(np.sum(every) / 6)
+  direct = rewardbench.summarize_correct([e["subset"] for e in ex] + ["hep-go"], every)
   rb = res["rewardbench"]
   assert rb["sections"] == pytest.approx(direct["sections"])
-  assert rb["subsets"]["alpacaeval-easy"]["count"] == 2 and rb["subsets"]["hep-go"]["count"] == 1
+  assert rb["subsets"]["alpacaeval-easy"]["count"] == 2 and rb["subsets"]["hep-go"]["count"] == 2
   assert rb["sections"]["Safety"] is None and rb["overall"] is None
   assert rb["mean_of_present_sections"] == pytest.approx(
       np.mean([v for v in direct["sections"].values() if v is not None]))
-  assert rb["skipped_too_long_by_subset"] == {"hep-go": 1}
+  assert rb["unscored_too_long_by_subset"] == {"hep-go": 1}
+  assert "dropped_too_long" not in res  # only when asked
+  _, res_d, ex_d = _run(tmp_path, reward_dir, data, "d", "--report-dropped")
+  dropped = res_d["dropped_too_long"]
+  assert res_d["accuracy"] == res["accuracy"] and ex_d == ex
+  assert dropped["accuracy"] == pytest.approx(np.mean([e["correct"] for e in ex]))
+  assert dropped["rewardbench"]["subsets"]["hep-go"]["count"] == 1
+  assert dropped["rewardbench"]["sections"] == pytest.approx(rewardbench.summarize(
+      [e["subset"] for e in ex], [e["reward_chosen"] for e in ex],
+      [e["reward_rejected"] for e in ex])["sections"])
   assert res["timings"]["tokens_scored"] > 0 and res["timings"]["tokens_per_second"] > 0
   assert res["timings"]["devices"] == jax.device_count()
   # Weighted attributes: reward = 0.5 * output 0 + 2 * output 1.
@@ -98,6 +110,32 @@ def test_reward_model_rewardbench(reward_dir, tmp_path):
   for e, ew in zip(ex, ex_w):
     want = 0.5 * e["outputs_chosen"][0] + 2 * e["outputs_chosen"][1]
     assert ew["reward_chosen"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_a_pair_longer_than_4096_tokens_is_scored_and_counted_by_default(smollm2_tokenizer,
+                                                                        tmp_path):
+  """Default length limit: the model's context (here 8192), so a ~4300-token pair that a fixed
+  limit of 4096 would drop is scored and counted; a limit above the context is refused."""
+  tok = smollm2_tokenizer
+  cfg = _cfg(tok).replace(max_position_embeddings=8192)
+  model = LlamaRewardModel(cfg, num_labels=1)
+  params = nn.unbox(model.init(jax.random.key(2), np.zeros((1, 4), np.int32)))["params"]
+  rm = export.export_hf(params, cfg, tmp_path / "rm8k", task="reward", tokenizer=tok)
+  long_row = {"prompt": "Tell me a long story.", "chosen": "once upon a time " * 1050,
+              "rejected": "No.", "subset": "hep-go", "id": 50}
+  data = _write(tmp_path / "rb.jsonl", ROWS[:5] + [long_row])
+  out = tmp_path / "default"
+  evaluate.main(["--model", str(rm), "--data", str(data), "--output", str(out), "--no-progress"])
+  res = json.loads((out / "results.json").read_text())
+  ex = [json.loads(l) for l in (out / "examples.jsonl").read_text().splitlines()]
+  assert res["pairs"]["rows"] == res["pairs"]["scored"] == 6  # 4096 would have dropped one
+  assert res["max_length"] == res["model_context"] == 8192 and res["unscored"] == []
+  assert 4096 < ex[-1]["prompt_tokens"] + ex[-1]["chosen_tokens"] <= 8192 and ex[-1]["id"] == "50"
+  assert res["rewardbench"]["subsets"]["hep-go"]["count"] == 2
+  assert res["accuracy"] == pytest.approx(np.mean([e["correct"] for e in ex]))
+  with pytest.raises(SystemExit, match="exceeds the model's context of 8192"):
+    evaluate.main(["--model", str(rm), "--data", str(data), "--output", str(out),
+                   "--max-length", "9000", "--no-progress"])
 
 
 def test_dpo_against_itself_is_all_ties(lm_dir, tmp_path):

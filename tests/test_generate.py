@@ -1,7 +1,8 @@
 """The KV-cache sampler against full forwards on a tiny random Llama.
 
 Tolerance: cached log-probs equal full-forward log-probs within 1e-5 absolute (float32; the two
-paths differ only in summation order over masked key slots, measured ~5e-7).
+paths differ only in summation order over masked key slots, measured ~5e-7; the same bound holds
+after dividing the logits by a temperature of 0.7).
 """
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ from flax import linen as nn
 
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM
 from helpsteer_jax.rlhf.generate import (SamplingConfig, filter_logits, generate, left_pad,
-                                         token_logprobs)
+                                         sampling_logprobs, token_logprobs)
 
 CFG = PRESETS["tiny"]
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
@@ -94,3 +95,66 @@ def test_sampling_is_seeded_and_filters_respected(params):
   # softmax([..., 3, 4]): p(4) ~ 0.64 < 0.7, so the nucleus is {4, 3}
   nucleus = np.asarray(filter_logits(logits, top_k=0, top_p=0.7)) > -1e30
   np.testing.assert_array_equal(nucleus[0], [False, False, False, True, True])
+
+
+def _reference_sampling_logprobs(logits: np.ndarray, temperature: float, top_k: int,
+                                 top_p: float) -> np.ndarray:
+  """log q written out in numpy, independent of generate.py: softmax(logits / T) restricted to the
+  top-k, then to the smallest prefix (by probability) whose mass before each token is < top_p,
+  renormalised; -inf outside. logits [..., V] (float64)."""
+  z = logits / temperature
+  order = np.argsort(-z, axis=-1, kind="stable")
+  ranks = np.argsort(order, axis=-1, kind="stable")
+  z = np.where(ranks < top_k, z, -np.inf)
+  p = np.exp(z - z.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  p_sorted = np.take_along_axis(p, order, -1)
+  keep_sorted = np.cumsum(p_sorted, -1) - p_sorted < top_p
+  keep = np.take_along_axis(keep_sorted, ranks, -1)
+  z = np.where(keep, z, -np.inf)
+  return z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(
+      -1, keepdims=True)
+
+
+def test_sampled_logprobs_are_those_of_the_sampling_distribution(params):
+  """With temperature 0.7, top-k and top-p, every sampled token lies in the kept set, the sampler
+  reports log q of it under the tempered, filtered distribution (not the model's own log π),
+  and the trainer's `sampling_logprobs` of the same tokens equals it."""
+  # Sharpen the random model (its logits are nearly uniform) so the nucleus is a real cut.
+  sharp = jax.tree_util.tree_map(lambda x: x, params)
+  sharp["lm_head"] = {"kernel": params["lm_head"]["kernel"] * 8.0}
+  sc = SamplingConfig(max_new_tokens=12, temperature=0.7, top_k=20, top_p=0.8, eos_ids=(),
+                      pad_id=0)
+  ids, mask = left_pad(PROMPTS, 0)
+  out = generate(sharp, CFG, ids, mask, jax.random.key(5), sc)
+  tokens, logp = np.asarray(out.tokens), np.asarray(out.logprobs)
+  assert np.asarray(out.response_mask).all()
+  full_ids = np.concatenate([ids, tokens], 1)
+  full_mask = np.concatenate([mask, np.asarray(out.response_mask)], 1)
+  p = ids.shape[1]
+  model = LlamaForCausalLM(CFG)
+  logits = np.asarray(model.apply({"params": sharp}, full_ids, full_mask), np.float64)
+  ref = _reference_sampling_logprobs(logits[:, p - 1:-1], 0.7, 20, 0.8)
+  want = np.take_along_axis(ref, tokens[..., None], -1)[..., 0]
+  assert np.isfinite(want).all()  # nothing sampled outside the top-k / nucleus
+  kept = np.isfinite(ref).sum(-1)
+  nucleus_alone = np.isfinite(_reference_sampling_logprobs(logits[:, p - 1:-1], 0.7,
+                                                           CFG.vocab_size, 0.8)).sum(-1)
+  assert (nucleus_alone > 20).any() and (kept < 20).any()  # both the top-k and the nucleus cut
+  np.testing.assert_allclose(logp, want, atol=1e-5, rtol=0)
+  trained = np.asarray(sampling_logprobs(model, sharp, jnp.asarray(full_ids),
+                                         jnp.asarray(full_mask), sc))[:, p - 1:]
+  np.testing.assert_allclose(trained, logp, atol=1e-5, rtol=0)
+  # The untempered log π is far from it: what the trainer used before.
+  untempered = np.asarray(token_logprobs(model, sharp, jnp.asarray(full_ids),
+                                         jnp.asarray(full_mask)))[:, p - 1:]
+  assert np.abs(untempered - logp).max() > 0.1
+
+
+def test_filter_logits_on_batched_time_axes_matches_rows():
+  """[B, T, V] logits (the trainer's) are filtered exactly as each [V] row alone (the sampler's)."""
+  logits = jax.random.normal(jax.random.key(0), (2, 3, 50)) * 3.0
+  batched = np.asarray(filter_logits(logits, top_k=10, top_p=0.7))
+  for b in range(2):
+    rows = np.asarray(filter_logits(logits[b], top_k=10, top_p=0.7))
+    np.testing.assert_array_equal(batched[b], rows)

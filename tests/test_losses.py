@@ -434,3 +434,37 @@ def test_all_losses_jit():
   kw = random_dpo(16)
   for fn in losses.DPO_LOSSES.values():
     _assert_same(fn(**kw), jax.jit(lambda kw, f=fn: f(**kw))(kw))
+
+
+# ---------------------------------------------------------------- ties (data/ties.py)
+
+def _tie_loss_and_grad(name):
+  """Loss and gradient (w.r.t. the rewards / policy log-probs) of one real strength-0 pair."""
+  one = lambda x: np.asarray([x], np.float32)
+  if name in losses.PAIRWISE_LOSSES:
+    fn = lambda a, b: losses.PAIRWISE_LOSSES[name](r_chosen=a, r_rejected=b, strength=one(0.0),
+                                                    mask=one(1.0))[0]
+  else:
+    fn = lambda a, b: losses.DPO_LOSSES[name](
+        policy_chosen_logps=a, policy_rejected_logps=b, ref_chosen_logps=one(-10.0),
+        ref_rejected_logps=one(-12.0), strength=one(0.0), mask=one(1.0))[0]
+  a, b = one(-9.0), one(-13.0)  # rewards that a loss trained on the tie would still push apart
+  loss, grads = jax.value_and_grad(fn, argnums=(0, 1))(a, b)
+  return float(loss), float(np.abs(np.concatenate(grads)).max())
+
+
+@pytest.mark.parametrize("name", sorted({**losses.PAIRWISE_LOSSES, **losses.DPO_LOSSES}))
+def test_keeping_ties_is_allowed_exactly_for_losses_that_ignore_them(name):
+  """drop_ties=False is allowed exactly for the losses whose strength-0 pair has loss and
+  gradient 0; every other pairwise or DPO loss would train a kept tie as "chosen wins"."""
+  from helpsteer_jax.data.records import DataError
+  from helpsteer_jax.data.ties import resolve_drop_ties
+  loss, grad = _tie_loss_and_grad(name)
+  ignores_ties = loss == 0.0 and grad == 0.0
+  assert ignores_ties == (name in ("scaled_bt", "dpo_scaled")), (name, loss, grad)
+  assert resolve_drop_ties(name, None) and resolve_drop_ties(name, True)
+  if ignores_ties:
+    assert resolve_drop_ties(name, False) is False
+  else:
+    with pytest.raises(DataError, match="cannot keep ties"):
+      resolve_drop_ties(name, False)

@@ -94,6 +94,36 @@ def test_packing_leaves_little_padding_and_is_deterministic():
   assert all(np.array_equal(x[k], y[k]) for k in x)
 
 
+def test_resume_anywhere_when_epochs_pack_to_different_lengths():
+  """Stopping after any batch (mid-epoch or at an epoch's end) and resuming in a fresh batcher
+  gives exactly the batches of an uninterrupted run, although each epoch's shuffle packs into
+  its own number of rows (so a fresh batcher's current epoch has another length than the saved
+  one)."""
+  pairs = make_pairs(n=30, seed=2)
+  make = lambda: PackedPairBatcher(pairs, 2, seed=2, row_length=128, max_pairs_per_row=4,
+                                   pad_id=0, group_batches=1)
+  lengths = [len(make().plan(e)) for e in range(4)]
+  # The case that matters: a later epoch longer than epoch 0, so that its end position is past
+  # the end of a fresh batcher's epoch.
+  assert lengths == [11, 12, 11, 12], lengths
+  total = sum(lengths)
+  stream = list(make().iterate(total))
+  for stop in range(1, total):
+    run = make()
+    head = list(run.iterate(stop))
+    resumed = make()
+    resumed.restore(run.state())
+    rest = list(resumed.iterate(total - stop))
+    for k, (want, got) in enumerate(zip(stream, head + rest)):
+      assert want.keys() == got.keys()
+      assert all(np.array_equal(want[key], got[key]) for key in want), (stop, k)
+  at_end = make()
+  list(at_end.iterate(lengths[0] + lengths[1]))  # the end of epoch 1 (12 batches)
+  assert at_end.state()["epoch"] == 1 and at_end.state()["position"] == 12
+  with pytest.raises(DataError, match="position 13 outside epoch 1 of 12"):
+    make().restore({**at_end.state(), "position": 13})
+
+
 def test_a_pair_longer_than_a_row_is_an_error_naming_it():
   pairs = make_pairs(5)
   with pytest.raises(DataError, match=r"f\.jsonl:\d+: pair of \d+ tokens"):

@@ -90,9 +90,8 @@ def test_thirty_steps_raise_a_programmatic_reward():
   assert int(state.step) == 30 and int(state.bad_step) == -1
 
 
-@pytest.mark.needs_data
-def test_tiny_config_runs_and_checkpoints(tmp_path, shared_data, smollm2_tokenizer):
-  del shared_data, smollm2_tokenizer
+def test_tiny_config_runs_and_checkpoints(tmp_path, smollm2_tokenizer):
+  del smollm2_tokenizer
   from helpsteer_jax.rlhf.train import train
   spec = importlib.util.spec_from_file_location("reinforce_cfg", REPO / "experiments" / "reinforce.py")
   mod = importlib.util.module_from_spec(spec)
@@ -139,3 +138,70 @@ def test_reward_model_reuses_policy_ids_as_its_template_renders_them(smollm2_tok
   assert rollout.response_texts() == replies
   scores = rm(rollout)
   assert scores.shape == (2,) and np.all(np.isfinite(scores))
+
+
+# ----------------------------------------------------------------------------- sampling log-probs
+# Tolerance: per-token log-probs of the cached sampler and the full forward agree within 1e-5
+# (tests/test_generate.py); a sequence sums 8 of them and |A| <= 2, hence 2e-4 on the loss and
+# 1e-4 on the KL.
+_SC = SamplingConfig(max_new_tokens=8, temperature=0.7, top_k=20, top_p=0.8, eos_ids=(), pad_id=0)
+
+
+def _tiny_rollout(sc):
+  from helpsteer_jax.rlhf.generate import generate, left_pad
+  cfg = PRESETS["tiny"]
+  model = LlamaForCausalLM(cfg)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32)))
+  params = params["params"]
+  # Sharpen the near-uniform random model so that top-k and the nucleus both cut.
+  params["lm_head"] = {"kernel": params["lm_head"]["kernel"] * 8.0}
+  prompts = [np.asarray([5, 6, 7, 8], np.int32), np.asarray([9, 10, 11], np.int32)]
+  rows = [s for s in prompts for _ in range(2)]  # k = 2, as Learner.step lays them out
+  ids, mask = left_pad(rows, sc.pad_id)
+  key = jax.random.key(3)
+  gen = generate(params, cfg, ids, mask, key, sc)
+  full_ids = np.concatenate([ids, np.asarray(gen.tokens)], 1)
+  full_mask = np.concatenate([mask, np.asarray(gen.response_mask)], 1)
+  return model, params, prompts, key, gen, ids, full_ids, full_mask
+
+
+def test_objective_differentiates_the_log_probs_the_sampler_drew_with():
+  """The REINFORCE objective's log q of each sampled token is the sampler's own (temperature 0.7,
+  top-k, top-p): loss = −mean A_i Σ_t log q(y_t) with the sampler's log q."""
+  from helpsteer_jax.rlhf.train import reinforce_objective
+  model, params, _, _, gen, ids, full_ids, full_mask = _tiny_rollout(_SC)
+  resp = np.asarray(gen.response_mask)
+  p = ids.shape[1]
+  adv = np.asarray([1.0, -0.5, 2.0, -1.5], np.float32)
+  batch = {"input_ids": full_ids, "attention_mask": full_mask, "advantages": adv,
+           "target_mask": np.concatenate([np.zeros((len(adv), p - 1), np.int32), resp], 1)}
+  loss, _ = jax.jit(reinforce_objective(model, _SC))(params, batch)
+  seq_logq = np.sum(np.asarray(gen.logprobs) * resp, axis=1)
+  assert float(loss) == pytest.approx(float(-np.mean(adv * seq_logq)), abs=2e-4)
+
+
+def test_kl_is_against_the_tempered_unfiltered_reference():
+  """The documented choice (rlhf/reinforce.py): KL_i = Σ_t log q(y_t) − log softmax(ref / T)(y_t),
+  so with the policy equal to the reference and top-k/top-p on it is the (positive) mass the
+  filters cut, not the 0 that untempered log π − log π_ref gives."""
+  model, params, prompts, key, gen, ids, full_ids, full_mask = _tiny_rollout(_SC)
+  p = ids.shape[1]
+  logits = model.apply({"params": params}, full_ids, full_mask)[:, p - 1:-1]
+  ref_logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits / 0.7, axis=-1)),
+                                np.asarray(gen.tokens)[..., None], -1)[..., 0]
+  want = np.sum((np.asarray(gen.logprobs) - ref_logp) * np.asarray(gen.response_mask), axis=1)
+  assert np.all(np.isfinite(want)) and want.min() > 0.1
+  tx = optax.sgd(0.0)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=jax.tree_util.tree_map(jnp.copy, params),
+                     opt_state=tx.init(params), rng=jax.random.PRNGKey(0),
+                     bad_step=jnp.full((), -1, jnp.int32))
+  learner = Learner(model, tx, _SC, lambda rollout: np.zeros(len(rollout.prompt_ids)), k=2,
+                    beta=0.1)
+  _, m = learner.step(state, params, prompts, [None, None], key)
+  assert m["kl"] == pytest.approx(float(want.mean()), abs=1e-4)
+
+
+def test_training_refuses_greedy_decoding():
+  model = LlamaForCausalLM(PRESETS["tiny"])
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    Learner(model, optax.sgd(0.0), SamplingConfig(temperature=0.0), lambda r: None, k=2, beta=0.1)

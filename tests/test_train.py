@@ -199,29 +199,71 @@ def test_interrupted_run_resumes_exactly(sig, tmp_path):
   assert run_log == ref_log and sorted(ref_log) == list(range(1, steps + 1))
 
 
-@pytest.mark.slow
-def test_two_processes_agree_with_one(tmp_path):
-  """jax.distributed on localhost: 2 processes x 1 CPU device == 1 process x 2 devices."""
+def _two_processes(cmd) -> list[bytes]:
+  """Runs `cmd` as 2 jax.distributed processes on localhost, 1 CPU device each; their stderr."""
   import socket
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  args = ["--config.train.steps=3", "--config.mesh.data=2", "--config.train.checkpoint_every=0"]
-  single = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  subprocess.run(_cmd(tmp_path / "one", 3, args), cwd=REPO, env=single, check=True,
-                 capture_output=True)
   procs = []
   for i in range(2):
     env = dict(_env(), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                JAX_PROCESS_ID=str(i))
-    procs.append(subprocess.Popen(_cmd(tmp_path / "two", 3, args), cwd=REPO, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE))
+  errs = []
   for p in procs:
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err.decode()[-3000:]
+    errs.append(err)
+  return errs
+
+
+@pytest.mark.slow
+def test_two_processes_agree_with_one(tmp_path):
+  """jax.distributed on localhost: 2 processes x 1 CPU device == 1 process x 2 devices.
+
+  Then stage 2 (`init_from`) on the two processes: each reads its shards of the stage-1
+  parameters; with LR 0 it ends with them exactly.
+  """
+  args = ["--config.train.steps=3", "--config.mesh.data=2", "--config.train.checkpoint_every=0"]
+  single = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  subprocess.run(_cmd(tmp_path / "one", 3, args), cwd=REPO, env=single, check=True,
+                 capture_output=True)
+  _two_processes(_cmd(tmp_path / "two", 3, args))
   loss = lambda d: [json.loads(l)["train/loss"] for l in
                     (d / "metrics.jsonl").read_text().splitlines() if "train/loss" in l]
   np.testing.assert_allclose(loss(tmp_path / "two"), loss(tmp_path / "one"), atol=1e-5, rtol=0)
   a, b = _final_params(tmp_path / "one"), _final_params(tmp_path / "two")
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
+  errs = _two_processes(_cmd(tmp_path / "stage2", 3, [
+      *args, f"--config.init_from={tmp_path / 'two'}", "--config.optim.lr=0.0"]))
+  assert b"initialised from" in errs[0]
+  c = _final_params(tmp_path / "stage2")
+  assert jax.tree_util.tree_structure(c) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(c), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.slow
+def test_rlhf_on_two_processes_agrees_with_one_and_one_host_logs(tmp_path):
+  """The RLHF trainer under jax.distributed: same metrics as 1 process x 2 devices; only
+  process 0 writes metrics.jsonl, TensorBoard and progress lines."""
+  cmd = lambda w: [sys.executable, "-m", "helpsteer_jax.rlhf.train", "--config",
+                   "experiments/reinforce.py:tiny", "--workdir", str(w), "--config.mesh.data=2"]
+  single = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  subprocess.run(cmd(tmp_path / "one"), cwd=REPO, env=single, check=True, capture_output=True)
+  errs = _two_processes(cmd(tmp_path / "two"))
+  rows = {d: [json.loads(l) for l in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+          for d in ("one", "two")}
+  assert [r["step"] for r in rows["two"]] == [1, 2]  # one writer: no row twice
+  assert b"step 1/2" in errs[0] and b"step 1/2" not in errs[1]
+  assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
+  timing = ("tokens_per_s", "gen_tokens_per_s", "step_seconds")
+  for r1, r2 in zip(rows["one"], rows["two"]):
+    assert r1.keys() == r2.keys()
+    for k in r1:
+      if not k.endswith(timing):
+        np.testing.assert_allclose(r2[k], r1[k], atol=1e-5, rtol=0, err_msg=k)
+  assert (tmp_path / "two" / "checkpoints" / "2").is_dir()

@@ -19,6 +19,12 @@ batching (13% of the tokens on the shared files' mix); only sequence packing rem
 
 The last global batch of an epoch is filled with filler rows: weight 0, one attended pad token (an
 all-zero attention row would make softmax NaN, and NaN * 0 is still NaN).
+
+Pair batches also carry `mean_strength` [B], the same number in every row: the mean strength of
+the real pairs of the whole global batch (all hosts, all micro-batches), or of the whole pass for
+a fixed evaluation order (shuffle=False). A loss normalised by the summed strength (Scaled BT,
+normalize="strength") divides by it, so that each micro-batch, host and evaluation batch can
+normalise its share by the same number (training/objectives.py).
 """
 from __future__ import annotations
 
@@ -82,7 +88,12 @@ class _Batcher:
     return batches
 
   def __len__(self) -> int:
-    """Global batches per epoch."""
+    """Global batches per epoch (of the current epoch where epochs differ, see epoch_length)."""
+    return self.epoch_length(self.epoch)
+
+  def epoch_length(self, epoch: int) -> int:
+    """Global batches in `epoch`; the same for every epoch unless a subclass packs its plan."""
+    del epoch
     return -(-len(self.examples) // self.global_batch)
 
   # --- position
@@ -99,8 +110,11 @@ class _Batcher:
         raise DataError(f"cannot resume: the data position was saved with {key}={state[key]}, "
                         f"this run has {mine[key]} (different data or batch settings)")
     epoch, position = int(state["epoch"]), int(state["position"])
-    if not 0 <= position <= len(self):
-      raise DataError(f"cannot resume: position {position} outside an epoch of {len(self)}")
+    # The saved epoch's length, not the current one's: packed epochs differ in length.
+    length = self.epoch_length(epoch)
+    if epoch < 0 or not 0 <= position <= length:
+      raise DataError(f"cannot resume: position {position} outside epoch {epoch} of {length} "
+                      "batches")
     self.epoch, self.position = epoch, position
 
   # --- iteration
@@ -141,14 +155,26 @@ def _fill(ids: np.ndarray, mask: np.ndarray, seq: np.ndarray) -> None:
   mask[:len(seq)] = 1
 
 
+def _mean_strength(batcher: "PairBatcher | PackedPairBatcher",
+                   global_indices: np.ndarray) -> float:
+  """Mean strength of the real pairs of the global batch (of the whole pass if not shuffled)."""
+  if batcher.shuffle:
+    real = global_indices[global_indices >= 0]
+  else:
+    real = np.arange(len(batcher.strengths))
+  return float(batcher.strengths[real].mean()) if real.size else 0.0
+
+
 class PairBatcher(_Batcher):
   """Batches of preference pairs: input_ids/attention_mask [B, 2, L] (0 chosen, 1 rejected),
-  strength [B], weight [B] (0 for filler), and response_mask [B, 2, L] when asked."""
+  strength [B], weight [B] (0 for filler), mean_strength [B] (see the module docstring), and
+  response_mask [B, 2, L] when asked."""
 
   def __init__(self, examples: Sequence[EncodedPair], batch_size: int, seed: int = 0, *,
                response_mask: bool = False, **kwargs: Any):
     super().__init__(examples, batch_size, seed, **kwargs)
     self.response_mask = response_mask
+    self.strengths = np.asarray([ex.strength for ex in self.examples], np.float64)
 
   def batch(self, global_indices: np.ndarray) -> dict[str, np.ndarray]:
     b, length = self.batch_size, self.padded_length(global_indices)
@@ -166,7 +192,8 @@ class PairBatcher(_Batcher):
         _fill(ids[r, side], mask[r, side], seq.input_ids)
         resp[r, side, seq.prompt_len:len(seq.input_ids)] = 1
       strength[r], weight[r] = ex.strength, 1.0
-    out = {"input_ids": ids, "attention_mask": mask, "strength": strength, "weight": weight}
+    out = {"input_ids": ids, "attention_mask": mask, "strength": strength, "weight": weight,
+           "mean_strength": np.full((b,), _mean_strength(self, global_indices), np.float32)}
     if self.response_mask:
       out["response_mask"] = resp
     return out
@@ -218,6 +245,7 @@ class PackedPairBatcher(_Batcher):
     input_ids, segment_ids, attention_mask (segment_ids > 0)   [B, row_length] int32
     read_index: the last token of each slot's sequence            [B, K] int32 (0 if empty)
     strength, weight (1 for a real pair, 0 for an empty slot)     [B, K / 2] float32
+    mean_strength (module docstring)                              [B] float32
   Slot 2j of a row is the chosen side of its j-th pair and slot 2j + 1 the rejected side.
 
   The plan of an epoch: shuffle, cut into chunks of `group_batches` batches' worth of pairs,
@@ -231,6 +259,7 @@ class PackedPairBatcher(_Batcher):
   def __init__(self, examples: Sequence[EncodedPair], batch_size: int, seed: int = 0, *,
                row_length: int = 0, max_pairs_per_row: int = 16, **kwargs: Any):
     super().__init__(examples, batch_size, seed, **kwargs)
+    self.strengths = np.asarray([ex.strength for ex in self.examples], np.float64)
     self.pair_lengths = np.asarray([len(ex.chosen.input_ids) + len(ex.rejected.input_ids)
                                     for ex in self.examples], np.int64)
     longest = int(self.pair_lengths.max())
@@ -281,8 +310,9 @@ class PackedPairBatcher(_Batcher):
     self._plan_cache = (epoch, plan)
     return plan
 
-  def __len__(self) -> int:
-    return len(self.plan(self.epoch))
+  def epoch_length(self, epoch: int) -> int:
+    # How many rows an epoch packs into depends on its shuffle, so every epoch has its own length.
+    return len(self.plan(epoch))
 
   def batch(self, global_rows: np.ndarray) -> dict[str, np.ndarray]:
     b, t, p = self.batch_size, self.row_length, self.pairs_per_row
@@ -303,4 +333,5 @@ class PackedPairBatcher(_Batcher):
           at += n
         strength[r, j], weight[r, j] = ex.strength, 1.0
     return {"input_ids": ids, "segment_ids": seg, "attention_mask": (seg > 0).astype(np.int32),
-            "read_index": read, "strength": strength, "weight": weight}
+            "read_index": read, "strength": strength, "weight": weight,
+            "mean_strength": np.full((b,), _mean_strength(self, global_rows), np.float32)}

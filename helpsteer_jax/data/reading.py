@@ -1,7 +1,9 @@
 """Reading raw rows, each tagged with its source and 1-based row number, and choosing a split.
 
 Local files are jsonl, jsonl.gz, json (an array of objects, or jsonl), json.gz and parquet. JSON
-is parsed line by line here (not by `datasets`) so an unreadable line is reported as `file:line`.
+is parsed line by line here (not by `datasets`) so an unreadable line is reported as `file:line`;
+text must be UTF-8 (a leading BOM is allowed), and a byte that is not is reported the same way.
+`text_lines` and `read_text` are the UTF-8 readers the other commands' row readers use too.
 Anything else (a hub id such as `nvidia/HelpSteer2`, or a local folder laid out like a hub
 repository) goes through `datasets.load_dataset`, optionally with `data_dir` (HelpSteer2's
 preferences live in `data_dir="preference"`).
@@ -24,46 +26,85 @@ _JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 _FILE_SUFFIXES = _JSON_SUFFIXES + (".parquet",)
 
 
-def _open_text(path: Path):
-  if path.name.endswith(".gz"):
-    return gzip.open(path, "rt", encoding="utf-8")
-  return open(path, encoding="utf-8")
+def _open_bytes(path: Path):
+  # Bytes, decoded line by line below, so that a bad byte can be reported with its line number.
+  return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _not_utf8(source: str, line_no: int, byte: int, column: int) -> DataError:
+  return DataError(f"{where(source, line_no)}: not UTF-8 text (byte 0x{byte:02x} at byte {column} "
+                   f"of the line); save the file as UTF-8")
+
+
+def _decode_line(line: bytes, source: str, line_no: int) -> str:
+  try:
+    return line.decode("utf-8-sig" if line_no == 1 else "utf-8")
+  except UnicodeDecodeError as e:
+    # e.object, not line: with utf-8-sig the positions are those after a leading BOM.
+    raise _not_utf8(source, line_no, e.object[e.start], e.start + 1) from e
+
+
+def text_lines(path: str | os.PathLike, source: Optional[str] = None) -> Iterator[tuple[int, str]]:
+  """(1-based line number, line) of a UTF-8 text file (gzip by suffix), decoded one line at a
+  time; a byte that is not UTF-8 raises a DataError naming `source:line` (`source`: the path)."""
+  path = Path(path)
+  source = os.fspath(path) if source is None else source
+  try:
+    with _open_bytes(path) as f:
+      for line_no, line in enumerate(f, 1):
+        yield line_no, _decode_line(line, source, line_no)
+  except (OSError, EOFError) as e:  # truncated gzip, unreadable file: not per line
+    raise DataError(f"{source}: cannot read ({e})") from e
+
+
+def read_text(path: str | os.PathLike, source: Optional[str] = None) -> str:
+  """The whole of a UTF-8 text file (gzip by suffix); bad bytes: a DataError naming the line."""
+  path = Path(path)
+  source = os.fspath(path) if source is None else source
+  try:
+    with _open_bytes(path) as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f"{source}: cannot read ({e})") from e
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    text = e.object  # positions are after a leading BOM, if any
+    line_no = text.count(b"\n", 0, e.start) + 1
+    column = e.start - text.rfind(b"\n", 0, e.start)
+    raise _not_utf8(source, line_no, text[e.start], column) from e
 
 
 def _read_json_lines(path: Path, counts: Counts, skip_invalid: bool) -> Iterator[Row]:
   name = path.name
-  try:
-    with _open_text(path) as f:
-      for line_no, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-          problem = None if isinstance(row, dict) else "a row must be a JSON object"
-        except json.JSONDecodeError as e:
-          problem = f"not valid JSON ({e.msg})"
-        if problem is None:
-          yield name, line_no, row
-        elif skip_invalid:  # counted here: such a line never reaches a parser (nor a split)
-          counts.rows += 1
-          counts.invalid += 1
-        else:
-          raise DataError(f"{where(name, line_no)}: {problem}")
-  except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated gzip, bad bytes: not per row
-    raise DataError(f"{name}: cannot read ({e})") from e
+  # Bytes that are not UTF-8 are not skippable like bad JSON: the file's encoding is wrong, and
+  # skipping would quietly drop every row with a non-ASCII character.
+  for line_no, line in text_lines(path, name):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+      problem = None if isinstance(row, dict) else "a row must be a JSON object"
+    except json.JSONDecodeError as e:
+      problem = f"not valid JSON ({e.msg})"
+    if problem is None:
+      yield name, line_no, row
+    elif skip_invalid:  # counted here: such a line never reaches a parser (nor a split)
+      counts.rows += 1
+      counts.invalid += 1
+    else:
+      raise DataError(f"{where(name, line_no)}: {problem}")
 
 
 def _read_json_array(path: Path) -> Iterator[Row]:
   name = path.name
+  text = read_text(path, name)
   try:
-    with _open_text(path) as f:
-      data = json.load(f)
+    data = json.loads(text)
   except json.JSONDecodeError as e:
     # A JSON array cannot be resumed after a syntax error, so skip_invalid cannot apply here.
     raise DataError(f"{where(name, e.lineno)}: not valid JSON ({e.msg}; line {e.lineno} of the "
                     f"array file)") from e
-  except (OSError, EOFError, UnicodeDecodeError) as e:
-    raise DataError(f"{name}: cannot read ({e})") from e
   if not isinstance(data, list):
     raise DataError(f"{name}: a .json file must hold an array of row objects")
   for i, row in enumerate(data, 1):
@@ -71,11 +112,16 @@ def _read_json_array(path: Path) -> Iterator[Row]:
 
 
 def _is_json_array(path: Path) -> bool:
-  with _open_text(path) as f:
-    for chunk in iter(lambda: f.read(256), ""):
-      stripped = chunk.lstrip()
-      if stripped:
-        return stripped[0] == "["
+  # Bytes, not text: the first non-blank byte decides, whatever the encoding of what follows
+  # (a bad byte is then reported with its line by the reader).
+  try:
+    with _open_bytes(path) as f:
+      for chunk in iter(lambda: f.read(256), b""):
+        stripped = chunk.lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()  # BOM
+        if stripped:
+          return stripped[:1] == b"["
+  except (OSError, EOFError) as e:
+    raise DataError(f"{path.name}: cannot read ({e})") from e
   return False
 
 

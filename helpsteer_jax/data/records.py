@@ -24,6 +24,16 @@ def where(source: str, row: Optional[int] = None) -> str:
   return source if row is None else f"{source}:{row}"
 
 
+# Bad input every command ends with one line (`error_line`) instead of a traceback: bad data, and
+# a data or model file that is not there.
+BAD_INPUT = (DataError, FileNotFoundError)
+
+
+def error_line(error: BaseException) -> str:
+  """`error: <message>` on one line: what a command prints (then exits 1) on bad input."""
+  return "error: " + " ".join(str(error).splitlines())
+
+
 @dataclasses.dataclass
 class PreferencePair:
   """A prompt conversation and two responses, `chosen` preferred over `rejected`.

@@ -3,7 +3,9 @@
 Follows the official allenai/reward-bench code:
 
 * a pair is correct only if reward(chosen) > reward(rejected); a tie counts as wrong;
-* subset accuracy = correct / scored pairs of that subset;
+* subset accuracy = correct / pairs of that subset, every pair counted (evaluate.py scores every
+  pair that fits the model's context and counts one that does not as wrong; leaving pairs out of
+  the denominators would inflate the score);
 * a section score is the example-count-weighted mean of its subsets' accuracies, with the
   OFFICIAL example counts below (not the counts present in the data):
 
@@ -100,7 +102,12 @@ def section_scores(accuracy: Mapping[str, float]) -> dict[str, Optional[float]]:
 def summarize(subsets: Sequence[str], reward_chosen: Sequence[float],
               reward_rejected: Sequence[float]) -> dict:
   """Subset accuracies, section scores, overall (or None) and the mean of present sections."""
-  per_subset = subset_accuracies(subsets, correct(reward_chosen, reward_rejected))
+  return summarize_correct(subsets, correct(reward_chosen, reward_rejected))
+
+
+def summarize_correct(subsets: Sequence[str], is_correct: Sequence[bool]) -> dict:
+  """`summarize` from per-pair correctness (a pair that could not be scored is False)."""
+  per_subset = subset_accuracies(subsets, is_correct)
   acc = {s: v["accuracy"] for s, v in per_subset.items()}
   sections = section_scores(acc)
   present = {k: v for k, v in sections.items() if v is not None}

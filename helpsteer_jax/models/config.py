@@ -92,8 +92,18 @@ class LlamaConfig:
     return cls(**kw, **runtime)
 
   def to_hf(self) -> dict[str, Any]:
-    """Fields for transformers.LlamaConfig(**fields)."""
-    out = {k: getattr(self, k) for k in _HF_FIELDS}
+    """Fields for transformers.LlamaConfig(**fields) and config.json, in both major versions.
+
+    transformers 5 reads RoPE from `rope_parameters` only, 4.x from top-level `rope_theta` and
+    `rope_scaling` only (a config.json without them silently gets theta 10000 in 4.x), so all
+    three are given; `rope_scaling` only when the model has it.
+    """
+    out = {k: getattr(self, k) for k in _HF_FIELDS if k != "rope_scaling"}
+    scaling = dict(self.rope_scaling or {})
+    scaling.setdefault("rope_type", scaling.pop("type", "default"))  # 4.x's older key name
+    if self.rope_scaling is not None:
+      out["rope_scaling"] = dict(scaling)
+    out["rope_parameters"] = {**scaling, "rope_theta": self.rope_theta}
     out["model_type"] = "llama"
     out["hidden_act"] = "silu"
     return out

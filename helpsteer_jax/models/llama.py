@@ -271,8 +271,13 @@ def last_token_index(attention_mask_bt: Array) -> Array:
 
 
 class LlamaModel(nn.Module):
-  """Embeddings, decoder layers and final norm: hidden states [B, T, D]."""
+  """Embeddings, decoder layers and final norm: hidden states [B, T, D].
+
+  `out_dtype` is the final norm's output dtype (None: the compute dtype). The norm computes in
+  float32 anyway; the reward model keeps that float32 result instead of rounding it to bf16.
+  """
   cfg: LlamaConfig
+  out_dtype: str | None = None
 
   def setup(self):
     cfg = self.cfg
@@ -292,7 +297,7 @@ class LlamaModel(nn.Module):
                             metadata_params={nn.PARTITION_NAME: "layers"})(cfg)
     else:
       self.layers = _Layers(cfg, layer)
-    self.norm = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
+    self.norm = RMSNorm(cfg.rms_norm_eps, self.out_dtype or cfg.dtype, cfg.param_dtype)
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
                cache_index: Array | None = None, segment_ids_bt: Array | None = None) -> Array:
@@ -349,21 +354,30 @@ class LlamaRewardModel(nn.Module):
 
   num_labels is 1 for Bradley-Terry models and 5 (HelpSteer attributes) or 9 for SteerLM
   regression. Returns float32 rewards [B, num_labels] (and, optionally, per-token scores).
+  Whatever the compute dtype, the final hidden state and the head are float32: a bf16 reward
+  (8 significant bits) rounds rewards that agree to within ~0.5% to one value, turning close
+  pairs into ties, which RewardBench counts as wrong. The head is one [D, labels] dot per
+  sequence, so this costs nothing measurable.
   """
   cfg: LlamaConfig
   num_labels: int = 1
 
   def setup(self):
-    self.model = LlamaModel(self.cfg)
-    self.score = _dense(self.num_labels, ("embed", "labels"), self.cfg, "score")
+    self.model = LlamaModel(self.cfg, out_dtype="float32")
+    # float32 operands and HIGHEST precision, so accelerators do not run it as bf16/TF32 passes.
+    self.score = nn.Dense(
+        self.num_labels, use_bias=False, dtype=jnp.float32, param_dtype=self.cfg.param_dtype,
+        precision=jax.lax.Precision.HIGHEST,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                 ("embed", "labels")))
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones_like(input_ids_bt)
     h = self.model(input_ids_bt, attention_mask_bt)
     idx = last_token_index(attention_mask_bt)
-    h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D]
-    return self.score(h_last).astype(jnp.float32)
+    h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D], float32
+    return self.score(h_last)
 
   def packed(self, input_ids_bt: Array, segment_ids_bt: Array, read_index_bk: Array) -> Array:
     """Rewards of packed rows: [B, K, num_labels], read at token `read_index_bk[b, k]` of row b.
@@ -372,5 +386,5 @@ class LlamaRewardModel(nn.Module):
     sequence point anywhere and are ignored by the loss); `segment_ids_bt` as in `segment_mask_4d`.
     """
     h = self.model(input_ids_bt, segment_ids_bt=segment_ids_bt)
-    h_read = jnp.take_along_axis(h, read_index_bk[:, :, None], axis=1)  # [B, K, D]
-    return self.score(h_read).astype(jnp.float32)
+    h_read = jnp.take_along_axis(h, read_index_bk[:, :, None], axis=1)  # [B, K, D], float32
+    return self.score(h_read)

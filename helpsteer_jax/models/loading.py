@@ -74,7 +74,14 @@ def _hf_config(model_dir: Path) -> tuple[dict[str, Any], int | None]:
   cfg_path = model_dir / "config.json"
   if not cfg_path.exists():
     raise FileNotFoundError(f"no config.json in {model_dir}")
-  hf = json.loads(cfg_path.read_text())
+  raw = cfg_path.read_bytes()
+  try:  # a broken config.json is named with its line, as data files are (data/reading.py)
+    hf = json.loads(raw.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    line_no = raw.count(b"\n", 0, e.start) + 1
+    raise ValueError(f"{cfg_path}:{line_no}: not UTF-8 text") from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{cfg_path}:{e.lineno}: not valid JSON ({e.msg})") from e
   archs = hf.get("architectures") or []
   num_labels = None
   if any(a.endswith("ForSequenceClassification") for a in archs):
@@ -253,21 +260,34 @@ def load_config(source: str, **runtime) -> tuple[LlamaConfig, int | None]:
   return LlamaConfig.from_hf(hf_cfg, **runtime), num_labels
 
 
-def load_pretrained(source: str, *, dtype: Any = np.float32, tokenizer: bool = True,
+def storage_dtype_of(cfg: LlamaConfig, storage_dtype: Any = None) -> np.dtype:
+  """The dtype parameters are held in: `storage_dtype` if given, else the config's param_dtype.
+
+  Deliberately not the compute dtype (`cfg.dtype`): a bfloat16 run keeps float32 master weights,
+  so that small AdamW updates are not rounded away.
+  """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  # jnp.dtype, unlike np.dtype, reads "bfloat16".
+  return jnp.dtype(storage_dtype if storage_dtype is not None else cfg.param_dtype)
+
+
+def load_pretrained(source: str, *, storage_dtype: Any = None, tokenizer: bool = True,
                     put: Callable[[tuple[str, ...], np.ndarray], Any] | None = None,
                     **runtime) -> Pretrained:
   """Loads a Llama checkpoint: HF directory / hub id, `gguf:PATH` or `*.gguf`, `smollm2`, or a
   training workdir (its latest checkpoint; see helpsteer_jax.training.workdir).
 
-  `runtime` overrides runtime fields of the config (dtype, remat_policy, scan_layers, ...).
+  `runtime` overrides runtime fields of the config (dtype = the compute dtype, remat_policy,
+  scan_layers, ...). `storage_dtype` is the dtype the parameters are returned in (default: the
+  config's param_dtype, float32), whatever the compute dtype.
   A LlamaForSequenceClassification checkpoint's `score` weight becomes the reward head.
   """
   if sources.is_workdir(source):
     from helpsteer_jax.training.workdir import load_workdir  # pylint: disable=g-import-not-at-top
-    return load_workdir(source, dtype=dtype, tokenizer=tokenizer, **runtime)
+    return load_workdir(source, storage_dtype=storage_dtype, tokenizer=tokenizer, **runtime)
   hf_cfg, num_labels, stream = _open(source)
   cfg = LlamaConfig.from_hf(hf_cfg, **runtime)
-  params = _assemble(stream, cfg, dtype, put)
+  params = _assemble(stream, cfg, storage_dtype_of(cfg, storage_dtype), put)
   if cfg.scan_layers:
     _check_complete(convert.unstack_layers(params), cfg.replace(scan_layers=False), num_labels,
                     source)

@@ -9,11 +9,15 @@ it would get alone. One prefill forward fills slots [0, P); then a `lax.while_lo
 token per step and feeds it at slot P + i, stopping when every row has emitted an EOS or after
 `max_new_tokens`.
 
-Returned per new token: the token (pad after EOS), its log-probability under the model's own
-distribution, log softmax(logits) -- untempered and unfiltered, i.e. log π(y_t | ...), which is
-what REINFORCE and the KL estimate need -- and a response mask (1 up to and including the EOS,
-0 after). Temperature 0 is greedy decoding; top-k (0: off) and top-p (1.0: off) filter the
-tempered distribution before sampling.
+Returned per new token: the token (pad after EOS), its log-probability under the distribution it
+was sampled from, log q(y_t | ...) with q = softmax(sampling_logits(logits)), and a response mask
+(1 up to and including the EOS, 0 after). `sampling_logits` is the one implementation of the
+transformation (divide by the temperature, then keep the top-k and the top-p nucleus); the sampler
+and `sampling_logprobs` (the RLHF trainer's log-probs of the same tokens, with gradients) both go
+through it, so the policy gradient is the score function of the distribution that really sampled.
+Temperature 0 is greedy decoding and leaves the logits as they are (the reported log-probs are
+then the model's own, log softmax(logits)); top-k (0: off) and top-p (1.0: off) filter the
+tempered distribution.
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ class SamplingConfig:
 @dataclasses.dataclass
 class Generation:
   tokens: Array  # int32 [B, N]: sampled tokens, pad_id after the EOS
-  logprobs: Array  # float32 [B, N]: log π(token) under the untempered model; 0 where masked
+  logprobs: Array  # float32 [B, N]: log q(token) under the sampling distribution; 0 where masked
   response_mask: Array  # int32 [B, N]: 1 up to and including the EOS
   steps: Array  # int32 scalar: decoding steps run (< N when every row stopped early)
 
@@ -68,29 +72,59 @@ def eos_ids_of(eos: int | Sequence[int] | None) -> tuple[int, ...]:
   return (int(eos),) if isinstance(eos, (int, np.integer)) else tuple(int(e) for e in eos)
 
 
-def filter_logits(logits_bv: Array, *, top_k: int, top_p: float) -> Array:
-  """Sets logits outside the top-k and outside the top-p nucleus to -inf (the best always stays)."""
-  neg = jnp.finfo(logits_bv.dtype).min
-  if top_k and top_k < logits_bv.shape[-1]:
-    kth = jax.lax.top_k(logits_bv, top_k)[0][:, -1:]
-    logits_bv = jnp.where(logits_bv < kth, neg, logits_bv)
+def filter_logits(logits: Array, *, top_k: int, top_p: float) -> Array:
+  """Sets logits outside the top-k and outside the top-p nucleus to a huge negative number.
+
+  Works on any [..., V]. The best token always stays; a token tied with the last one kept stays
+  too. Which tokens are kept is a step function of the logits, so it carries no gradient: the
+  kept logits carry it.
+  """
+  neg = jnp.finfo(logits.dtype).min
+  decide = jax.lax.stop_gradient(logits)
+  if top_k and top_k < logits.shape[-1]:
+    kth = jax.lax.top_k(decide, top_k)[0][..., -1:]
+    decide = jnp.where(decide < kth, neg, decide)
   if top_p < 1.0:
-    order = jnp.argsort(-logits_bv, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits_bv, order, axis=-1)
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    sorted_desc = jnp.flip(jnp.sort(decide, axis=-1), axis=-1)
+    probs = jax.nn.softmax(sorted_desc, axis=-1)
     # Keep a token if the probability mass strictly before it is below top_p.
     keep_sorted = (jnp.cumsum(probs, axis=-1) - probs) < top_p
-    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits_bv.shape[0])[:, None], order].set(
-        keep_sorted)
-    logits_bv = jnp.where(keep, logits_bv, neg)
-  return logits_bv
+    cutoff = jnp.min(jnp.where(keep_sorted, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+    decide = jnp.where(decide < cutoff, neg, decide)
+  return jnp.where(decide > neg, logits, neg)
 
 
-def sample_token(rng: Array, logits_bv: Array, sc: SamplingConfig) -> Array:
+def sampling_logits(logits: Array, sc: SamplingConfig) -> Array:
+  """The logits of the distribution `generate` samples from: float32 logits / temperature, then
+  filtered by top-k and top-p. Temperature 0 (greedy) leaves them unchanged. [..., V] -> same."""
+  logits = logits.astype(jnp.float32)
   if sc.temperature == 0:
-    return jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
-  logits = filter_logits(logits_bv / sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
-  return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+    return logits
+  return filter_logits(logits / sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
+
+
+def sample_token(rng: Array, logits_bv: Array, sc: SamplingConfig) -> tuple[Array, Array]:
+  """(token [B], its log-probability under the sampling distribution [B]) from logits [B, V]."""
+  logits = sampling_logits(logits_bv, sc)
+  if sc.temperature == 0:
+    tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  else:
+    tok = jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+  logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tok[:, None], axis=-1)[:, 0]
+  return tok, logp
+
+
+def sampling_logprobs(model: LlamaForCausalLM, params: Any, input_ids: Array,
+                      attention_mask: Array, sc: SamplingConfig) -> Array:
+  """log q(input_ids[:, t] | input_ids[:, :t]) for t >= 1 under the sampling distribution of `sc`:
+  float32 [B, T - 1], differentiable in `params` (one full forward).
+
+  For the tokens `generate` sampled these equal its `logprobs` (up to the cached vs full forward
+  summation order); they are what REINFORCE's score function needs.
+  """
+  logits = model.apply({"params": params}, input_ids, attention_mask)[:, :-1]
+  logp = jax.nn.log_softmax(sampling_logits(logits, sc), axis=-1)
+  return jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
 
 
 def _generate(params: Any, prompt_ids: Array, prompt_mask: Array, rng: Array, eos: Array, *,
@@ -109,8 +143,7 @@ def _generate(params: Any, prompt_ids: Array, prompt_mask: Array, rng: Array, eo
   def body(carry):
     i, cache, last_logits, mask, done, tokens, logps, resp, rng = carry
     rng, key = jax.random.split(rng)
-    tok = sample_token(key, last_logits, sc)
-    logp = jnp.take_along_axis(jax.nn.log_softmax(last_logits, axis=-1), tok[:, None], axis=-1)[:, 0]
+    tok, logp = sample_token(key, last_logits, sc)
     live = ~done
     tok = jnp.where(live, tok, sc.pad_id)
     tokens = tokens.at[:, i].set(tok)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from helpsteer_jax import distributed
 from helpsteer_jax.data.batching import round_up
 from helpsteer_jax.data.records import Message
 from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
@@ -118,7 +119,8 @@ class RewardModel:
       mask[:, 0] = 1  # filler rows: one attended token keeps them finite
       for r, s in enumerate(chunk):
         ids[r, :len(s)], mask[r, :len(s)] = s, 1
-      r = np.asarray(self._apply(self.params, ids, mask))[:len(chunk), self.head_index]
+      # to_host: under a multi-host mesh the rewards come out sharded over the hosts.
+      r = distributed.to_host(self._apply(self.params, ids, mask))[:len(chunk), self.head_index]
       rewards.append(r)
     return np.concatenate(rewards).astype(np.float32)
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,25 +25,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app, flags, logging
+from etils import epath
 from flax import linen as nn
 from ml_collections import config_flags
 
-from helpsteer_jax import sharding
-from helpsteer_jax.models import PRESETS, LlamaForCausalLM, load_pretrained
+from helpsteer_jax import distributed, sharding
+from helpsteer_jax.data.records import BAD_INPUT, error_line
+from helpsteer_jax.models import LlamaForCausalLM
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.rlhf import reinforce
 from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, left_pad,
-                                         token_logprobs)
+                                         sampling_logprobs)
 from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
 from helpsteer_jax.rlhf.rewards import RewardFn, RewardModel, Rollout
 from helpsteer_jax.training import checkpoint, metrics_log
-from helpsteer_jax.training.model_setup import preset_config
+from helpsteer_jax.training.model_setup import start_model
 from helpsteer_jax.training.optimizer import make_optimizer
 from helpsteer_jax.training.state import (TrainState, abstract_state, create_state,
                                           state_from_params, state_shardings)
 from helpsteer_jax.training.step import COUNT_KEY, train_step
-
-_RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl")
 
 
 @dataclasses.dataclass
@@ -56,27 +57,26 @@ class Policy:
 
 def build_policy(policy_cfg) -> Policy:
   """A preset (random init, for tests) or a pretrained causal LM (smollm2, HF dir, gguf:...)."""
-  runtime = {k: policy_cfg[k] for k in _RUNTIME if k in policy_cfg}
-  if policy_cfg.source in PRESETS:
-    cfg, tok = preset_config(policy_cfg)
-    pretrained = None
-  else:
-    pre = load_pretrained(policy_cfg.source, **runtime)
-    cfg, tok, pretrained = pre.config, pre.tokenizer, pre.causal_lm_params()
+  # The reward-model trainer's loader: runtime settings (compute dtype included) go into the
+  # config, parameters stay float32.
+  cfg, tok, pre = start_model(policy_cfg)
+  pretrained = pre.causal_lm_params() if pre is not None else None
   model = LlamaForCausalLM(cfg)
   init_params = lambda rng: model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
   return Policy(cfg, model, tok, init_params, pretrained)
 
 
-def reinforce_objective(model: LlamaForCausalLM):
+def reinforce_objective(model: LlamaForCausalLM, sc: SamplingConfig):
   """objective(params, batch) for train_step: the RLOO policy-gradient loss on response tokens.
 
+  The log-probs are those of the distribution that sampled the responses (`sc`'s temperature,
+  top-k and top-p: rlhf/generate.py's `sampling_logprobs`), so the gradient is unbiased for it.
   batch: input_ids/attention_mask [B, T] (prompt + response), target_mask [B, T-1] (1 where the
   predicted token t+1 is a response token), advantages [B].
   """
 
   def objective(params, batch):
-    logp = token_logprobs(model, params, batch["input_ids"], batch["attention_mask"])
+    logp = sampling_logprobs(model, params, batch["input_ids"], batch["attention_mask"], sc)
     loss, metrics = reinforce.reinforce_loss(logprobs=logp, advantages=batch["advantages"],
                                              response_mask=batch["target_mask"])
     metrics[COUNT_KEY] = jnp.asarray(batch["advantages"].shape[0], jnp.float32)
@@ -96,17 +96,28 @@ class Learner:
     self.reward_fn, self.k, self.beta = reward_fn, int(k), float(beta)
     self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
     reinforce.rloo_advantages(np.zeros(self.k), self.k)  # k >= 2 or a clear error now
-    step = functools.partial(train_step, objective=reinforce_objective(model), tx=tx,
+    if sc.temperature <= 0:
+      # Greedy decoding is deterministic: there is no distribution to take a score function of.
+      raise ValueError(f"RLHF training samples its responses: rl.temperature must be > 0, got "
+                       f"{sc.temperature}")
+    step = functools.partial(train_step, objective=reinforce_objective(model, sc), tx=tx,
                              grad_accum=grad_accum)
     if state_sharding is not None:
       self._step = jax.jit(step, in_shardings=(state_sharding, batch_sharding),
                            out_shardings=(state_sharding, None), donate_argnums=0)
       self._put = lambda b: jax.tree_util.tree_map(
-          lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
+          # Every host holds the whole batch (see step()): global shape = local shape.
+          lambda x: jax.make_array_from_process_local_data(batch_sharding, x, x.shape), b)
     else:
       self._step = jax.jit(step, donate_argnums=0)
       self._put = lambda b: b
-    self._logprobs = jax.jit(functools.partial(token_logprobs, model))
+    # Policy: the sampling distribution q (tempered and filtered). Reference: tempered the same
+    # way but unfiltered, so a sampled token outside the reference's own top-k / nucleus still
+    # has a finite log-prob; the KL is then KL(q || softmax(ref_logits / T)) (rlhf/reinforce.py).
+    self._logprobs = jax.jit(functools.partial(sampling_logprobs, model, sc=sc))
+    ref_sc = reinforce.reference_sampling(sc)
+    self._ref_logprobs = (self._logprobs if ref_sc == sc else
+                          jax.jit(functools.partial(sampling_logprobs, model, sc=ref_sc)))
 
   def step(self, state: TrainState, ref_params: Any, prompt_seqs: list[np.ndarray],
            messages: list[Any], rng: jax.Array) -> tuple[TrainState, dict[str, float]]:
@@ -116,15 +127,17 @@ class Learner:
     rows = [s for s in prompt_seqs for _ in range(k)]
     ids, mask = left_pad(rows, self.sc.pad_id, self.multiple)
     gen = generate(state.params, self.cfg, ids, mask, rng, self.sc)
-    tokens, resp = np.asarray(gen.tokens), np.asarray(gen.response_mask)
+    # Multi-host: the rollout is sampled sharded over all devices, then every host gathers it
+    # whole, so that all score, shape and batch the same rows (rewards are host code).
+    tokens, resp = distributed.to_host(gen.tokens), distributed.to_host(gen.response_mask)
     t_gen = time.perf_counter() - t0
     full_ids = np.concatenate([ids, tokens], axis=1)
     full_mask = np.concatenate([mask, resp], axis=1)
     p = ids.shape[1]
     target_mask = np.concatenate([np.zeros((len(rows), p - 1), np.int32), resp], axis=1)
     pol = self._logprobs(state.params, full_ids, full_mask)
-    ref = self._logprobs(ref_params, full_ids, full_mask)
-    kl = np.asarray(reinforce.sequence_kl(pol, ref, target_mask))
+    ref = self._ref_logprobs(ref_params, full_ids, full_mask)
+    kl = distributed.to_host(reinforce.sequence_kl(pol, ref, target_mask))
     rollout = Rollout([m for m in messages for _ in range(k)], ids, mask, tokens, resp,
                       self.tokenizer)
     rewards = np.asarray(self.reward_fn(rollout), np.float32)
@@ -176,9 +189,12 @@ class PromptOrder:
 
 def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, Any]:
   # --- set-up
-  workdir_p = Path(workdir)
+  distributed.maybe_initialize()  # the same multi-host start-up as helpsteer_jax.train
+  workdir_p = epath.Path(workdir)  # a local folder or a URL (gs://...), as in helpsteer_jax.train
   workdir_p.mkdir(parents=True, exist_ok=True)
-  (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
+  is_main = jax.process_index() == 0  # one host writes config, metrics and summary
+  if is_main:
+    (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
   mesh_shape = dict(config.mesh)
   devices = jax.devices()
   if -1 not in mesh_shape.values():
@@ -192,7 +208,7 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
                      f"fsdp devices x grad_accum")
   policy = build_policy(config.policy)
   tok = policy.tokenizer
-  log = metrics_log.Logger(workdir_p)
+  log = metrics_log.Logger(workdir_p, enabled=is_main)
   prompts = load_prompts(config.data.prompts, limit=config.data.max_prompts)
   prompts, prompt_ids, dropped = encode_prompts(prompts, tok, config.data.max_prompt_length)
   log.text(f"prompts: {len(prompts)} kept, {dropped} longer than {config.data.max_prompt_length} "
@@ -261,21 +277,33 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
     log.close()
   summary = {"step": step, "first": history[0] if history else None,
              "last": history[-1] if history else None}
-  (workdir_p / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+  if is_main:
+    (workdir_p / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
   return summary
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  train(flags.FLAGS.config, flags.FLAGS.workdir)
+  try:
+    train(flags.FLAGS.config, flags.FLAGS.workdir)
+  except BAD_INPUT as e:  # a bad or missing prompt file: one line naming it, not a traceback
+    sys.exit(error_line(e))
 
 
-if __name__ == "__main__":
-  # Defined here, not at import: helpsteer_jax.train defines the same absl flags, and a process
-  # (the test suite) may import both modules.
+def run() -> None:
+  """The `helpsteer-rlhf` console script: `python -m helpsteer_jax.rlhf.train` by another name."""
+  # Flags defined here, not at import: helpsteer_jax.train defines the same absl flags, and a
+  # process (the test suite) may import both modules.
   config_flags.DEFINE_config_file("config", None, "experiment config file[:variant]",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
   flags.mark_flags_as_required(["config", "workdir"])
+  # Config files import their shared base (experiments.base) from the current folder, which
+  # `python -m` puts on sys.path and a console script does not.
+  sys.path.insert(0, os.getcwd())
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

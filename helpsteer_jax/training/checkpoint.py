@@ -2,18 +2,31 @@
 
 Resume order (explicit, in the loop): own checkpoint in the workdir, else `init_from`, else a
 fresh init. A checkpoint holds params, optimizer state, step, RNG and the batcher's position, so
-restarting the same command resumes exactly.
+restarting the same command resumes exactly. Workdirs may be local paths or URLs orbax and
+`etils.epath` understand (`gs://bucket/run` on TPU VMs).
 """
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+
+def checkpoint_dir(workdir: str | Path | epath.Path) -> epath.Path:
+  """`workdir/checkpoints`, absolute (orbax wants it so) and with any URL scheme kept.
+
+  pathlib would turn gs://b/x into a local folder gs:/b/x, and so would epath's `absolute()`,
+  hence only relative local paths are made absolute.
+  """
+  p = epath.Path(workdir)
+  return (p if p.is_absolute() else p.absolute()) / "checkpoints"
 
 
 class Checkpointer:
@@ -22,7 +35,7 @@ class Checkpointer:
   def __init__(self, workdir: str | Path, *, every: int, keep: int):
     self.every = every
     self.manager = ocp.CheckpointManager(
-        Path(workdir).absolute() / "checkpoints",
+        checkpoint_dir(workdir),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=False),
         item_names=("state", "data"))
@@ -55,24 +68,84 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(workdir: str | Path) -> Any:
-  """Host (numpy) parameters of the latest checkpoint of another run (`init_from`).
-
-  The other run may differ in its head (a 5-attribute regression model initialising a 1-output
-  Bradley-Terry model), so its state is read without a target and only `params` is kept.
-  """
-  ckpt = Checkpointer(workdir, every=0, keep=1)
-  step = ckpt.latest_step()
+def _params_manager(workdir: str | Path) -> tuple[ocp.CheckpointManager, int]:
+  """A read-only manager of another run's checkpoints (its `state` item only) and its last step."""
+  directory = checkpoint_dir(workdir)
+  if not directory.is_dir():
+    raise FileNotFoundError(f"no checkpoint under {directory}")
+  manager = ocp.CheckpointManager(
+      directory,
+      # read_only with the options it implies spelt out (else orbax warns it overrode them)
+      options=ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None,
+                                           save_interval_steps=0),
+      # PyTree (not Standard) for `state`: only its handler can restore part of a tree. `data`
+      # is named only so that reading metadata does not warn about an unknown item.
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
+  step = manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f"no checkpoint under {Path(workdir) / 'checkpoints'}")
-  # The other run may have used another topology (a pod): read onto this host's first device.
-  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  restored = ckpt.manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(fallback_sharding=local)))
-  ckpt.close()
-  state = restored.state
-  params = state["params"] if isinstance(state, dict) else state.params
-  return jax.tree_util.tree_map(np.asarray, params)
+    manager.close()
+    raise FileNotFoundError(f"no checkpoint under {directory}")
+  return manager, step
+
+
+def _saved_params(manager: ocp.CheckpointManager, step: int) -> Any:
+  state = manager.item_metadata(step)["state"]
+  return (state.tree if hasattr(state, "tree") else state)["params"]
+
+
+def params_metadata(workdir: str | Path) -> Any:
+  """Shapes and dtypes of the parameters in another run's latest checkpoint; reads no weights."""
+  manager, step = _params_manager(workdir)
+  try:
+    return _saved_params(manager, step)
+  finally:
+    manager.close()
+
+
+def _restore_args(meta: Any, shardings: Any) -> Any:
+  """Per saved leaf: into its sharding where `shardings` names one, else a host numpy array.
+
+  `shardings` mirrors the saved tree or a prefix of it: a sharding at an inner node covers the
+  whole subtree, a missing key or None leaves that subtree to the host.
+  """
+  if isinstance(meta, Mapping):
+    sub = lambda k: shardings.get(k) if isinstance(shardings, Mapping) else shardings
+    return {k: _restore_args(v, sub(k)) for k, v in meta.items()}
+  if shardings is None:
+    return ocp.RestoreArgs(restore_type=np.ndarray)
+  return ocp.ArrayRestoreArgs(sharding=shardings, global_shape=tuple(meta.shape),
+                              dtype=meta.dtype)
+
+
+def restore_params(workdir: str | Path, shardings: Any = None, *,
+                   subtree: tuple[str, ...] = ()) -> Any:
+  """The parameters of another run's latest checkpoint (`init_from`, export, evaluate, ExPO).
+
+  Only `params` (or `params/<subtree...>`, e.g. a DPO run's ("policy",)) is read, by orbax's
+  partial restore: the optimizer moments, twice the parameters' size, never leave the disk.
+  Leaves that `shardings` covers (see `_restore_args`) are read straight into those shardings,
+  each host reading only its own shards, so a pod can start stage 2 of a 70B recipe; the rest
+  come back as host numpy arrays. Shapes and dtypes are the saved ones: the other run may differ
+  in its head (a 5-attribute regression model initialising a 1-output Bradley-Terry model), so a
+  caller shards the backbone and leaves the head to the host to pick its columns.
+  """
+  manager, step = _params_manager(workdir)
+  try:
+    meta = _saved_params(manager, step)
+    for key in subtree:
+      meta = meta[key]
+    item = args = None
+    for key in reversed(("params", *subtree)):  # nest the target back under its saved path
+      item = {key: meta if item is None else item}
+      args = {key: _restore_args(meta, shardings) if args is None else args}
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=args, partial_restore=True)))
+  finally:
+    manager.close()
+  out = restored.state["params"]
+  for key in subtree:
+    out = out[key]
+  return out
 
 
 class PreemptionFlag:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from helpsteer_jax.models.config import LlamaConfig
 
@@ -56,16 +57,51 @@ class Throughput:
     return out
 
 
+class _JsonLines:
+  """metrics.jsonl, appended to across resumes, on a local disk or an object store.
+
+  Object stores (gs://, s3://) cannot append (gcsfs silently overwrites), so there the rows are
+  kept and the whole file is rewritten at each flush; it holds one short row per logged step.
+  """
+
+  def __init__(self, path: epath.Path):
+    self._path = path
+    self._rows: list[str] | None = None
+    self._file = None
+    if "://" in str(path):
+      self._rows = path.read_text().splitlines(keepends=True) if path.exists() else []
+    else:
+      self._file = path.open("a", encoding="utf-8")
+
+  def write(self, row: dict[str, Any]) -> None:
+    line = json.dumps(row) + "\n"
+    if self._file is not None:
+      self._file.write(line)
+      self._file.flush()
+    else:
+      self._rows.append(line)
+      self._path.write_text("".join(self._rows))
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+
+
 class Logger:
-  def __init__(self, workdir: Path, enabled: bool = True):
+  """Metrics to `workdir/metrics.jsonl` and TensorBoard, progress to stderr; a no-op unless
+  `enabled` (process 0 of a multi-host run). `workdir` may be a URL (gs://...), see epath."""
+
+  def __init__(self, workdir: str | Path | epath.Path, enabled: bool = True):
     self.enabled = enabled
     self._start = time.perf_counter()
     self._first_step: int | None = None
     self._writer = None
     self._jsonl = None
     if enabled:
-      self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+      workdir = epath.Path(workdir)
+      self._jsonl = _JsonLines(workdir / "metrics.jsonl")
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      # tensorboardX writes gs:// and s3:// itself (google-cloud-storage / boto3).
       self._writer = SummaryWriter(str(workdir / "tensorboard"))
 
   def text(self, msg: str) -> None:
@@ -78,9 +114,7 @@ class Logger:
         self._writer.add_scalar(prefix + k, float(v), step)
       self._writer.flush()
     if self._jsonl is not None:
-      row = {"step": step, **{prefix + k: float(v) for k, v in metrics.items()}}
-      self._jsonl.write(json.dumps(row) + "\n")
-      self._jsonl.flush()
+      self._jsonl.write({"step": step, **{prefix + k: float(v) for k, v in metrics.items()}})
 
   def progress(self, step: int, total: int, m: dict[str, float]) -> None:
     if self._first_step is None:

@@ -53,8 +53,12 @@ def model_config(model_cfg, tokenizer: bool = True) -> tuple[LlamaConfig, Any]:
   return cfg, (load_tokenizer(model_cfg.source) if tokenizer else None)
 
 
-def _start(model_cfg) -> tuple[LlamaConfig, Any, Any]:
-  """(config, tokenizer, Pretrained or None for a random preset) of the model a config names."""
+def start_model(model_cfg) -> tuple[LlamaConfig, Any, Any]:
+  """(config, tokenizer, Pretrained or None for a random preset) of the model a config names.
+
+  The run's runtime settings (compute dtype included) go into the config; the pretrained
+  parameters stay in float32 (the config's param_dtype), the master weights of a bf16 run.
+  """
   if model_cfg.source in PRESETS:
     return (*preset_config(model_cfg), None)
   pre = load_pretrained(model_cfg.source, **_runtime(model_cfg))
@@ -64,7 +68,7 @@ def _start(model_cfg) -> tuple[LlamaConfig, Any, Any]:
 def build_model(model_cfg, seed: int = 0) -> BuiltModel:
   """`model_cfg.source` is a preset name (random init) or a checkpoint source (smollm2, ...)."""
   num_labels = int(model_cfg.num_labels)
-  cfg, tok, pre = _start(model_cfg)
+  cfg, tok, pre = start_model(model_cfg)
   pretrained = None
   if pre is not None:
     pretrained = {"model": pre.params["model"]}
@@ -81,7 +85,7 @@ def build_model(model_cfg, seed: int = 0) -> BuiltModel:
 def build_dpo_model(model_cfg, seed: int = 0) -> BuiltModel:
   """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen."""
   del seed
-  cfg, tok, pre = _start(model_cfg)
+  cfg, tok, pre = start_model(model_cfg)
   pretrained = None
   if pre is not None:
     params = pre.causal_lm_params()

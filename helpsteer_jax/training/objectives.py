@@ -4,8 +4,11 @@ Pairwise batches hold chosen and rejected of each pair side by side ([B, 2, L]);
 the model in one forward pass of 2B sequences. Regression batches are [B, L] with labels [B, A].
 DPO trains a causal LM on the same pair batches (plus `response_mask`); its parameters are
 {"policy", "ref"}, the reference frozen (stop_gradient here, set_to_zero in the optimizer).
-Each objective reports `count`, the normaliser its loss divides by, so gradient accumulation can
-weight micro-batches exactly.
+Each objective reports `count`, the number of examples its loss and metrics average over, so
+gradient accumulation and validation can weight micro-batches and batches exactly. For pairs it is
+always the number of real pairs, even for Scaled BT with normalize="strength": accuracy, reward
+statistics and the centering term are per pair, and only the Scaled BT term is normalised by
+strength, through the batch's `mean_strength` (data/batching.py).
 """
 from __future__ import annotations
 
@@ -45,20 +48,29 @@ def pairwise_objective(model: LlamaRewardModel, loss_name: str, *, head_index: i
   if loss_fn is None:
     raise ValueError(f"pairwise loss {loss_name!r} not in {sorted(losses.PAIRWISE_LOSSES)}")
 
+  strength_norm = loss_name == "scaled_bt" and normalize == "strength"
+
   def objective(params, batch):
     r_c, r_r = pair_rewards(model, params, batch, head_index)
     w = batch["weight"].astype(jnp.float32)
-    loss, metrics = loss_fn(r_chosen=r_c, r_rejected=r_r, strength=batch["strength"], mask=w,
-                            normalize=normalize)
+    m = batch["strength"].astype(jnp.float32)
+    loss, metrics = loss_fn(r_chosen=r_c, r_rejected=r_r, strength=m, mask=w,
+                            normalize="pairs" if strength_norm else normalize)
+    if strength_norm:
+      # Σ m·ℓ / Σ m over the global batch (a whole validation pass) as Σ m·ℓ / (#pairs · m̄):
+      # the loss is then a mean over pairs like everything else here, so micro-batches, hosts
+      # and validation batches combine exactly by their pair counts. Without `mean_strength`
+      # (a batch used whole) m̄ is this batch's own.
+      m_bar = (jnp.max(batch["mean_strength"]) if "mean_strength" in batch
+               else jnp.sum(w * m) / jnp.maximum(jnp.sum(w), 1.0))
+      loss = jnp.where(m_bar > 0, loss / jnp.where(m_bar > 0, m_bar, 1.0), 0.0)
     if centering_coef:
       term, cm = losses.reward_centering(r_chosen=r_c, r_rejected=r_r, mask=w,
                                          coef=centering_coef)
       loss = loss + term
       metrics = {**metrics, **{f"centering_{k}": v for k, v in cm.items()}}
-    strength_norm = loss_name == "scaled_bt" and normalize == "strength"
-    count = jnp.sum(w * batch["strength"]) if strength_norm else jnp.sum(w)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-    metrics.update(loss=loss, **{COUNT_KEY: count})
+    metrics.update(loss=loss, **{COUNT_KEY: jnp.sum(w)})
     return loss, metrics
 
   return objective

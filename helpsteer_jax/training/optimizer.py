@@ -24,9 +24,32 @@ def learning_rate_schedule(optim: Any) -> optax.Schedule:
   return optax.join_schedules([warmup, after], [int(optim.warmup_steps)])
 
 
-def _decay_mask(params: Any) -> Any:
-  # Decay matrices (kernels, embeddings) only, not norm weights: the usual Llama practice.
-  return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+_DECAYED = ("kernel", "embedding")  # projections, reward / LM heads, token embeddings
+
+
+def _names(path: tuple[Any, ...]) -> list[str]:
+  # Dict keys only: boxed (nn.Partitioned) leaves add an attribute step (`.value`) to the path.
+  return [str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)]
+
+
+def _decays(path: tuple[Any, ...], _: Any) -> bool:
+  """Whether weight decay applies to a parameter, decided by its name, never its rank.
+
+  Kernels and embeddings decay; norm weights do not (the usual Llama practice). Rank cannot tell
+  them apart: scanned layers stack the norm weights to [layers, D].
+  """
+  names = _names(path)
+  if names and names[-1] in _DECAYED:
+    return True
+  if any("norm" in n for n in names) or (names and names[-1] in ("scale", "bias")):
+    return False
+  # A new kind of parameter must be placed on purpose, not decayed (or spared) by accident.
+  raise ValueError(f"weight decay: no rule for parameter {'/'.join(names)!r}")
+
+
+def decay_mask(params: Any) -> Any:
+  """The weight-decay mask of a parameter tree (True where AdamW decays)."""
+  return jax.tree_util.tree_map_with_path(_decays, params)
 
 
 def make_optimizer(optim: Any) -> optax.GradientTransformation:
@@ -34,7 +57,7 @@ def make_optimizer(optim: Any) -> optax.GradientTransformation:
   if optim.grad_clip:
     parts.append(optax.clip_by_global_norm(optim.grad_clip))
   parts.append(optax.adamw(learning_rate_schedule(optim), b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                           weight_decay=optim.weight_decay, mask=_decay_mask))
+                           weight_decay=optim.weight_decay, mask=decay_mask))
   return optax.chain(*parts)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from helpsteer_jax.models import convert
 from helpsteer_jax.models.config import LlamaConfig
-from helpsteer_jax.models.loading import Pretrained
+from helpsteer_jax.models.loading import Pretrained, storage_dtype_of
 from helpsteer_jax.training import checkpoint, model_setup
 
 
@@ -49,23 +49,26 @@ def workdir_config(workdir: str | Path, **runtime) -> tuple[LlamaConfig, int | N
   return cfg.replace(**runtime), (int(num_labels) if num_labels else None)
 
 
-def load_workdir(workdir: str | Path, *, dtype: Any = np.float32, tokenizer: bool = True,
+def load_workdir(workdir: str | Path, *, storage_dtype: Any = None, tokenizer: bool = True,
                  **runtime) -> Pretrained:
   """Host parameters of the run's latest checkpoint, in the layout `runtime` asks for.
 
   The reward head is the trained one (all its outputs; a regression run keeps its five).
-  `runtime` overrides the run's settings (e.g. scan_layers=False); the layer layout is converted.
+  `runtime` overrides the run's settings (e.g. scan_layers=False, dtype=the compute dtype); the
+  layer layout is converted. Parameters come in `storage_dtype` (default the config's
+  param_dtype, float32), never in the compute dtype.
   """
   run = run_config(workdir)
   cfg, tok = model_setup.model_config(_model_config(run), tokenizer=tokenizer)
-  params = checkpoint.restore_params(workdir)
-  if "policy" in params:  # a DPO run keeps {"policy", "ref"}: the trained model is the policy
-    params = params["policy"]
+  # A DPO run keeps {"policy", "ref"}: the trained model is the policy, and only it is read.
+  dpo = "policy" in checkpoint.params_metadata(workdir)
+  params = checkpoint.restore_params(workdir, subtree=("policy",) if dpo else ())
   trained_scan = cfg.scan_layers
   cfg = cfg.replace(**runtime)
   if cfg.scan_layers and not trained_scan:
     params = convert.stack_layers(params, cfg.num_hidden_layers)
   elif trained_scan and not cfg.scan_layers:
     params = convert.unstack_layers(params)
-  params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params)
+  storage = storage_dtype_of(cfg, storage_dtype)
+  params = jax.tree_util.tree_map(lambda a: np.asarray(a, storage), params)
   return Pretrained(cfg, params, tok, _num_labels(params))
