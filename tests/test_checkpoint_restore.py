@@ -162,6 +162,7 @@ def test_metrics_go_to_a_gs_workdir_and_survive_a_resume(fake_gcs):
                         for e in events)
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 @pytest.mark.needs_data
 def test_trainer_accepts_a_gs_workdir(fake_gcs, monkeypatch, shared_data, smollm2_tokenizer):
   """config.json, metrics, TensorBoard and summary.json land in the bucket, none in a local gs:.

@@ -64,6 +64,7 @@ def test_reinforce_loss_sums_response_tokens_and_averages_sequences():
   np.testing.assert_allclose(np.asarray(grad), [[-1.0, -1.0, 0.0], [0.5, 0.5, 0.5]])
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_thirty_steps_raise_a_programmatic_reward():
   cfg = PRESETS["tiny"]
   model = LlamaForCausalLM(cfg)

@@ -91,6 +91,7 @@ def test_one_bos_when_the_template_has_it(smollm2_tokenizer):
     tok.chat_template = saved
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_export_cli_causal_lm_from_gguf_and_reward_needs_head(tmp_path):
   from helpsteer_jax.models import smollm2_gguf_path
   try:

@@ -41,9 +41,11 @@ def _final_params(workdir):
   return restore_params(workdir)
 
 
-@pytest.mark.parametrize("name,arg", [("bt", "tiny"), ("margin_bt", "tiny"),
-                                      ("scaled_bt", "tiny"), ("regression", "tiny"),
-                                      ("regression", "tiny,helpfulness")])
+# Two of the five in the default run (a pairwise and a regression config); the rest with -m slow.
+@pytest.mark.parametrize("name,arg", [
+    pytest.param("bt", "tiny", marks=pytest.mark.slow),
+    pytest.param("margin_bt", "tiny", marks=pytest.mark.slow), ("scaled_bt", "tiny"), ("regression", "tiny"),
+    pytest.param("regression", "tiny,helpfulness", marks=pytest.mark.slow)])
 def test_every_config_runs_two_steps(name, arg, tmp_path):
   c = load_config_file(name, arg)
   c.train.steps = 2
@@ -68,6 +70,7 @@ def test_packed_training_runs(tmp_path):
     train(d, str(tmp_path / "dpo"))
 
 
+@pytest.mark.slow  # out of the default 6-minute run (test_init_from_head.py covers it there)
 def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
   c1 = load_config_file("regression", "tiny")
   c1.train.steps = 2
@@ -86,6 +89,7 @@ def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
   assert out["step"] == 4
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_workdir_is_a_model_source_in_either_layer_layout(tmp_path):
   from helpsteer_jax.models import LlamaRewardModel, load_pretrained
   from helpsteer_jax.models.loading import load_config
@@ -129,6 +133,7 @@ def test_mistyped_config_key_is_an_error(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_mesh_2x2x2_equals_one_device(tmp_path):
   assert jax.device_count() == 8
   losses = {}
