@@ -54,6 +54,7 @@ def test_every_projection_dot_has_bf16_operands_and_float32_result():
   assert counts["f32_accumulate"][f32_out] - counts["xla"][f32_out] == moved
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_f32_accumulate_matches_xla_bf16_and_float32():
   ids = jnp.asarray(np.random.default_rng(0).integers(1, 128, (4, 16)), jnp.int32)
   rewards, grads = {}, {}

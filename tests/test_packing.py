@@ -135,6 +135,7 @@ def test_segment_positions_restart_per_segment():
   assert segment_positions(seg).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 @pytest.mark.parametrize("scan", [False, True])
 def test_packed_rewards_and_loss_equal_unpacked(scan):
   cfg = dataclasses.replace(PRESETS["tiny"], scan_layers=scan)

@@ -41,10 +41,11 @@ def _final_params(workdir):
   return restore_params(workdir)
 
 
-# Two of the five in the default run (a pairwise and a regression config); the rest with -m slow.
+# One of the five in the default run (the paper's loss); the rest with -m slow.
 @pytest.mark.parametrize("name,arg", [
     pytest.param("bt", "tiny", marks=pytest.mark.slow),
-    pytest.param("margin_bt", "tiny", marks=pytest.mark.slow), ("scaled_bt", "tiny"), ("regression", "tiny"),
+    pytest.param("margin_bt", "tiny", marks=pytest.mark.slow), ("scaled_bt", "tiny"),
+    pytest.param("regression", "tiny", marks=pytest.mark.slow),
     pytest.param("regression", "tiny,helpfulness", marks=pytest.mark.slow)])
 def test_every_config_runs_two_steps(name, arg, tmp_path):
   c = load_config_file(name, arg)
@@ -59,6 +60,7 @@ def test_every_config_runs_two_steps(name, arg, tmp_path):
     assert all(np.isfinite(out["eval_after"][f"ratings_mse_{a}"]) for a in attrs)
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_packed_training_runs(tmp_path):
   c = load_config_file("scaled_bt", "tiny")
   c.data.packing, c.train.steps = True, 3  # 8 rows per step, over the 8 fake devices
@@ -113,6 +115,7 @@ def test_workdir_is_a_model_source_in_either_layer_layout(tmp_path):
   np.testing.assert_allclose(np.asarray(r_scan), np.asarray(r_flat), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_non_finite_step_stops_training_and_is_never_saved(tmp_path):
   from helpsteer_jax.train import NonFiniteError
   c = load_config_file("bt", "tiny")
