@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from helpsteer_jax.data.reading import read_text
 from helpsteer_jax.models import convert, sources
 from helpsteer_jax.models.config import LlamaConfig
 
@@ -74,12 +75,10 @@ def _hf_config(model_dir: Path) -> tuple[dict[str, Any], int | None]:
   cfg_path = model_dir / "config.json"
   if not cfg_path.exists():
     raise FileNotFoundError(f"no config.json in {model_dir}")
-  raw = cfg_path.read_bytes()
-  try:  # a broken config.json is named with its line, as data files are (data/reading.py)
-    hf = json.loads(raw.decode("utf-8"))
-  except UnicodeDecodeError as e:
-    line_no = raw.count(b"\n", 0, e.start) + 1
-    raise ValueError(f"{cfg_path}:{line_no}: not UTF-8 text") from e
+  # A broken config.json is named with its line, as data files are (a DataError is a ValueError).
+  text = read_text(cfg_path)
+  try:
+    hf = json.loads(text)
   except json.JSONDecodeError as e:
     raise ValueError(f"{cfg_path}:{e.lineno}: not valid JSON ({e.msg})") from e
   archs = hf.get("architectures") or []
