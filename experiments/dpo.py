@@ -7,18 +7,13 @@ Variants: tiny, smollm2 (optionally ",dpo_margin" / ",dpo_scaled"). The policy s
 `model.source` and the frozen reference is the same checkpoint; validation accuracy is the share
 of pairs whose implicit reward β·log(π/π_ref) ranks chosen above rejected.
 """
-from experiments.base import get_base_config
-
-LOSSES = ("dpo", "dpo_margin", "dpo_scaled")
+from helpsteer_jax.losses import DPO_LOSSES
+from helpsteer_jax.training.configs import get_base_config, parse_arg
 
 
 def get_config(arg: str = "tiny"):
-  variant, _, loss = arg.partition(",")
-  loss = loss or "dpo"
-  if loss not in LOSSES:
-    raise ValueError(f"unknown DPO loss {loss!r}; choose one of {LOSSES}")
-  if variant not in ("tiny", "smollm2"):
-    raise ValueError(f"unknown variant {variant!r}; choose tiny or smollm2")
+  variant, loss = parse_arg(arg, ("tiny", "smollm2"), tuple(DPO_LOSSES), default_option="dpo",
+                            what="DPO loss")
   c = get_base_config(loss, variant)
   c.loss.beta = 0.1
   if variant == "smollm2":

@@ -6,14 +6,12 @@
 Variants: tiny, smollm2, llama3_8b, llama3_70b; append ",helpfulness" for helpfulness only.
 The paper's stage 1: 2e-6 constant LR over 2 epochs.
 """
-from experiments.base import get_base_config
+from helpsteer_jax.training.configs import VARIANTS, get_base_config, parse_arg
 
 
 def get_config(arg: str = "tiny"):
-  variant, _, which = arg.partition(",")
+  variant, which = parse_arg(arg, VARIANTS, ("helpfulness",), what="attribute")
   c = get_base_config("regression", variant)
-  if which not in ("", "helpfulness"):
-    raise ValueError(f"regression variant suffix must be ',helpfulness', got {which!r}")
   if which:
     c.data.attributes = ("helpfulness",)
   c.model.num_labels = len(c.data.attributes)

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.base import HELPSTEER_SAMPLE_PATH, PEAK_FLOPS
-from helpsteer_jax.sharding import DEFAULT_RULES
+from helpsteer_jax.training.configs import (HELPSTEER_SAMPLE_PATH, PEAK_FLOPS, base_blocks,
+                                            model_block, optim_block, parse_arg, train_block)
 
 VARIANTS = ("tiny", "smollm2", "llama3_70b")
 
 
-def get_config(variant: str = "tiny"):
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+def get_config(arg: str = "tiny"):
+  variant, _ = parse_arg(arg, VARIANTS)
   c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.policy = ml_collections.ConfigDict(dict(
-      source="tiny",  # a preset (random init) or a causal-LM checkpoint: smollm2, HF dir, gguf:
-      tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
-      dtype="float32", remat_policy="none", scan_layers=False))
+  base_blocks(c)
+  c.policy = model_block()  # a preset (random init) or a causal-LM checkpoint: smollm2, HF dir
   c.reward = ml_collections.ConfigDict(dict(
       source="tiny",  # a reward-model workdir, HF reward-model dir, or a preset (random, tests)
       head_index=0, batch_size=16))
@@ -36,14 +32,9 @@ def get_config(variant: str = "tiny"):
   c.rl = ml_collections.ConfigDict(dict(
       prompts_per_step=4, samples_per_prompt=4, kl_beta=0.01, max_new_tokens=128,
       temperature=1.0, top_p=1.0, top_k=0))
-  c.optim = ml_collections.ConfigDict(dict(
-      lr=1e-6, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=0,
-      schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0))
-  c.train = ml_collections.ConfigDict(dict(
-      steps=100, grad_accum=1, log_every=1, checkpoint_every=50, keep_checkpoints=3,
-      peak_flops_per_device=PEAK_FLOPS["cpu"]))
+  c.optim = optim_block(lr=1e-6, weight_decay=0.0, warmup_steps=0)
+  c.train = train_block(steps=100, log_every=1, checkpoint_every=50)
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
-  c.rules = DEFAULT_RULES
   if variant == "tiny":
     c.data.max_prompts = 8
     c.data.max_prompt_length = 128

@@ -3,7 +3,7 @@
   python -m helpsteer_jax.train --config experiments/scaled_bt.py:smollm2 --workdir /tmp/rm_sbt
 Variants: tiny, smollm2, llama3_8b, llama3_70b (1e-6 constant LR, 1 epoch, as the paper).
 """
-from experiments.base import get_base_config
+from helpsteer_jax.training.configs import get_base_config
 
 
 def get_config(variant: str = "tiny"):

@@ -10,7 +10,7 @@ run with a helpfulness output is an error); training then continues with Scaled 
   python -m helpsteer_jax.train --config experiments/scaled_bt_from_regression.py:smollm2 \
       --workdir /tmp/stage2 --config.init_from=/tmp/stage1
 """
-from experiments.base import get_base_config
+from helpsteer_jax.training.configs import get_base_config
 
 
 def get_config(variant: str = "tiny"):

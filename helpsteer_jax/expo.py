@@ -4,7 +4,7 @@
   python -m helpsteer_jax.expo --init A --aligned B --alpha 0.3 --out C
 
 writes θ = θ_aligned + α (θ_aligned − θ_init) as a Hugging Face directory. A and B are any two
-sources `load_pretrained` reads (training workdirs, RLHF workdirs, HF directories, GGUF) with the
+sources `runs.load_model` reads (training workdirs, RLHF workdirs, HF directories, GGUF) with the
 same parameter names and shapes; anything else is an error naming the first mismatch. The result
 is a reward model (LlamaForSequenceClassification) when B has a reward head, else a causal LM.
 Arithmetic is float32, one tensor at a time.
@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from helpsteer_jax import runs
+from helpsteer_jax.data.records import error_line
+from helpsteer_jax.export import export_hf
 from helpsteer_jax.models import convert
 
 
@@ -43,12 +46,9 @@ def extrapolate(init: dict[str, Any], aligned: dict[str, Any], alpha: float) -> 
 
 def expo(init: str, aligned: str, alpha: float, out: str | Path, *,
          dtype: str = "float32") -> Path:
-  from helpsteer_jax.export import export_hf  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax.models.loading import load_pretrained  # pylint: disable=g-import-not-at-top
-
   # One layer layout for both (a workdir may have trained with scanned layers).
-  pre_init = load_pretrained(init, tokenizer=False, scan_layers=False)
-  pre_aligned = load_pretrained(aligned, tokenizer=False, scan_layers=False)
+  pre_init = runs.load_model(init, tokenizer=False, scan_layers=False)
+  pre_aligned = runs.load_model(aligned, tokenizer=False, scan_layers=False)
   params = extrapolate(pre_init.params, pre_aligned.params, alpha)
   task = "reward" if "score" in params else "causal_lm"
   return export_hf(params, pre_aligned.config, out, task=task, tokenizer=_tokenizer(aligned),
@@ -57,27 +57,24 @@ def expo(init: str, aligned: str, alpha: float, out: str | Path, *,
 
 def _tokenizer(source: str) -> Any | None:
   """The aligned model's tokenizer, or None when its directory has none (tiny test models)."""
-  from helpsteer_jax.models import sources  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax.training import model_setup, workdir  # pylint: disable=g-import-not-at-top
   try:
-    if sources.is_workdir(source):
-      run = workdir.run_config(source)
-      return model_setup.model_config(run.model if "model" in run else run.policy)[1]
-    return sources.load_tokenizer(source)
+    return runs.tokenizer_of(source)
   except (OSError, ValueError):
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
-  from helpsteer_jax.data.records import error_line  # pylint: disable=g-import-not-at-top
-
+def build_parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--init", required=True, help="the starting checkpoint (e.g. the SFT model)")
   ap.add_argument("--aligned", required=True, help="the aligned checkpoint (e.g. after DPO/RLHF)")
   ap.add_argument("--alpha", type=float, required=True, help="extrapolation strength (0.3 ...)")
   ap.add_argument("--out", required=True, help="output Hugging Face directory")
   ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  args = ap.parse_args(argv)
+  return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = build_parser().parse_args(argv)
   try:
     out = expo(args.init, args.aligned, args.alpha, args.out, dtype=args.dtype)
   except (ValueError, FileNotFoundError) as e:  # missing, broken or mismatched checkpoints

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from helpsteer_jax import runs
+from helpsteer_jax.data.records import error_line
 from helpsteer_jax.models import convert
 from helpsteer_jax.models.config import LlamaConfig
 
@@ -161,19 +163,20 @@ def _save_tokenizer(tokenizer: Any, out: Path, pad_id: int) -> None:
     _update_json(out / "special_tokens_map.json", {"pad_token": pad})
 
 
-def main(argv: list[str] | None = None) -> None:
-  from helpsteer_jax.data.records import error_line  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax.models.loading import load_pretrained  # pylint: disable=g-import-not-at-top
-
+def build_parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ap.add_argument("--model", required=True, help="model source (HF dir or hub id, gguf:PATH, "
-                  "smollm2)")
+  ap.add_argument("--model", required=True, help="model source (training workdir, HF dir or hub "
+                  "id, gguf:PATH, smollm2)")
   ap.add_argument("--out", required=True, help="output directory")
   ap.add_argument("--task", required=True, choices=sorted(TASKS))
   ap.add_argument("--dtype", default="float32", choices=_DTYPES)
-  args = ap.parse_args(argv)
+  return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = build_parser().parse_args(argv)
   try:
-    pre = load_pretrained(args.model)
+    pre = runs.load_model(args.model)
     out = export_hf(pre.params, pre.config, args.out, task=args.task, tokenizer=pre.tokenizer,
                     dtype=args.dtype)
   except (ValueError, FileNotFoundError) as e:  # a missing or broken model: one line naming it

@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-# HelpSteer2 attribute order; regression heads and label columns use it.
-ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+# HelpSteer2 attribute order (defined with the records); regression heads and label columns use it.
+from helpsteer_jax.data.records import ATTRIBUTES  # noqa: F401  (re-exported)
 
 Metrics = dict[str, jax.Array]
 LossFn = Callable[..., tuple[jax.Array, Metrics]]

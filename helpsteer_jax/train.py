@@ -12,54 +12,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import sys
-import time
 from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags, logging
 from etils import epath
-from flax import linen as nn
-from ml_collections import config_flags
 
-from helpsteer_jax import distributed, losses, sharding
-from helpsteer_jax.data.records import BAD_INPUT, error_line
-from helpsteer_jax.training import checkpoint, metrics_log, objectives
+from helpsteer_jax import runs
+from helpsteer_jax.training import checkpoint, launch, metrics_log, trainer
 from helpsteer_jax.training.data_setup import build_data
-from helpsteer_jax.training.model_setup import build_dpo_model, build_model, select_head_columns
+from helpsteer_jax.training.model_setup import select_head_columns
 from helpsteer_jax.training.optimizer import freeze, learning_rate_schedule, make_optimizer
-from helpsteer_jax.training.state import (abstract_state, create_state, state_from_params,
-                                          state_shardings)
 from helpsteer_jax.training.step import COUNT_KEY, eval_step, train_step
-
-
-class NonFiniteError(RuntimeError):
-  pass
-
-
-def is_dpo(config) -> bool:
-  return config.loss.name in losses.DPO_LOSSES
-
-
-def make_objective(config, built):
-  loss = config.loss
-  if is_dpo(config):
-    return objectives.dpo_objective(built.model, loss.name, beta=loss.beta)
-  if loss.name == "regression":
-    return objectives.regression_objective(built.model, tuple(config.data.attributes))
-  return objectives.pairwise_objective(built.model, loss.name, head_index=loss.head_index,
-                                       normalize=loss.normalize,
-                                       centering_coef=loss.centering_coef)
-
-
-def eval_objective(config, built):
-  """Validation is pairwise accuracy for every paradigm (regression: its helpfulness output)."""
-  if config.loss.name == "regression":
-    head = list(config.data.attributes).index("helpfulness")
-    return objectives.pairwise_objective(built.model, "bt", head_index=head)
-  return make_objective(config, built)
+from helpsteer_jax.training.tasks import task_for
+from helpsteer_jax.training.trainer import NonFiniteError  # noqa: F401  (re-exported)
 
 
 def init_head_columns(config) -> list[int]:
@@ -106,48 +72,30 @@ def evaluate(eval_fn, params, batches, put) -> dict[str, float]:
 
 
 def train(config, workdir: str) -> dict[str, Any]:
-  # --- set-up
-  distributed.maybe_initialize()
-  # epath, not pathlib: a local folder or a URL (gs://bucket/run on TPU VMs), which pathlib would
-  # turn into a local folder gs:/bucket/run.
-  workdir_p = epath.Path(workdir)
-  workdir_p.mkdir(parents=True, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if is_main:
-    (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
+  # --- set-up: the paradigm (training/tasks.py), the run, its model and data
+  task = task_for(config.loss.name)
+  job = trainer.start(config, workdir)
   if config.require_init_from and not config.init_from:
     raise ValueError("this config continues another run: set --config.init_from=<its workdir>")
-  mesh_shape = dict(config.mesh)
-  devices = jax.devices()
-  if -1 not in mesh_shape.values() and np.prod(list(mesh_shape.values())) < len(devices):
-    devices = devices[:int(np.prod(list(mesh_shape.values())))]  # e.g. a 1-device debug run
-  mesh = sharding.make_mesh(mesh_shape, devices)
-  batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
+  batch_ways = job.mesh.shape["data"] * job.mesh.shape["fsdp"]
   for key in ("batch_size", "eval_batch_size"):
     if config.data[key] % (batch_ways * config.train.grad_accum if key == "batch_size"
                            else batch_ways):
       raise ValueError(f"data.{key}={config.data[key]} must divide over data x fsdp = "
-                       f"{batch_ways} devices (x grad_accum={config.train.grad_accum} for training)")
-  rules = tuple(tuple(r) for r in config.rules)
-  built = (build_dpo_model if is_dpo(config) else build_model)(config.model, seed=config.seed)
+                       f"{batch_ways} devices (x grad_accum={config.train.grad_accum} for "
+                       f"training)")
+  built = task.build_model(config.model, *runs.start_model(config.model), seed=config.seed)
   data = build_data(config, built.tokenizer, jax.process_index(), jax.process_count())
-  log = metrics_log.Logger(workdir_p, enabled=is_main)
+  log = job.log
   log.text(data.report)
 
   # --- state: own checkpoint > init_from > pretrained > fresh
   tx = make_optimizer(config.optim)
-  if is_dpo(config):
-    tx = freeze(tx, "ref")
-  shardings = state_shardings(built.init_params, tx, mesh, rules)
-  abstract = abstract_state(built.init_params, tx)
-  ckpt = checkpoint.Checkpointer(workdir_p, every=config.train.checkpoint_every,
-                                 keep=config.train.keep_checkpoints)
+  if task.frozen:
+    tx = freeze(tx, task.frozen)
   rng = jax.random.PRNGKey(config.seed)
-  if ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(abstract, shardings)
-    data.train.restore(data_state)
-    log.text(f"resumed from {workdir_p / 'checkpoints'} at step {int(state.step)}")
-  elif config.init_from:
+
+  def init_from(shardings) -> Any:
     columns = init_head_columns(config)  # before the restore: a wrong run fails fast
     # Only the other run's parameters, the backbone read straight into this run's shardings;
     # its head (maybe of another width) comes to the host for the column choice below.
@@ -155,58 +103,51 @@ def train(config, workdir: str) -> dict[str, Any]:
     params = checkpoint.restore_params(config.init_from, backbone)
     if columns:
       params = select_head_columns(params, columns)
-    state = state_from_params(params, tx, rng, shardings)
     log.text(f"initialised from {config.init_from} (head columns "
              f"{list(config.init_head_columns)} -> {columns})")
-  elif built.pretrained is not None:
-    state = state_from_params(built.pretrained, tx, rng, shardings)
-  else:
-    state = create_state(built.init_params, tx, rng, shardings)
+    return params
+
+  state, shardings = job.init_state(built.init_params, tx, rng, data=data.train,
+                                    pretrained=built.pretrained,
+                                    init_from=init_from if config.init_from else None)
 
   # --- the jitted step
-  batch_sh = sharding.batch_sharding(mesh, rules)
+  batch_sh = job.batch_sharding()
   put = lambda b: jax.tree_util.tree_map(
       lambda x: jax.make_array_from_process_local_data(batch_sh, x), b)
-  step_fn = jax.jit(functools.partial(train_step, objective=make_objective(config, built), tx=tx,
-                                      grad_accum=config.train.grad_accum),
+  step_fn = jax.jit(functools.partial(train_step, objective=task.objective(config, built.model),
+                                      tx=tx, grad_accum=config.train.grad_accum),
                     in_shardings=(shardings, batch_sh), out_shardings=(shardings, None),
                     donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, objective=eval_objective(config, built)),
+  eval_fn = jax.jit(functools.partial(eval_step,
+                                      objective=task.eval_objective(config, built.model)),
                     in_shardings=(shardings.params, batch_sh))
+  ratings_eval_fn = jax.jit(functools.partial(eval_step,
+                                              objective=task.objective(config, built.model)),
+                            in_shardings=(shardings.params, batch_sh))
   lr_at = learning_rate_schedule(config.optim)
   total_steps = data.total_steps(config.train)
-
-  ratings_eval_fn = jax.jit(functools.partial(eval_step, objective=make_objective(config, built)),
-                            in_shardings=(shardings.params, batch_sh))
 
   def run_eval(step: int) -> dict[str, float] | None:
     if data.eval is None:
       return None
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      m = evaluate(eval_fn, state.params, data.eval_batches(), put)
-      if data.eval_ratings is not None:  # regression: per-attribute MSE on held-out ratings
-        r = evaluate(ratings_eval_fn, state.params, iter(data.eval_ratings), put)
-        m.update({f"ratings_{k}": v for k, v in r.items()})
+    m = evaluate(eval_fn, state.params, data.eval_batches(), put)
+    if data.eval_ratings is not None:  # regression: per-attribute MSE on held-out ratings
+      r = evaluate(ratings_eval_fn, state.params, iter(data.eval_ratings), put)
+      m.update({f"ratings_{k}": v for k, v in r.items()})
     log.scalars(step, m, prefix="eval/")
     log.text(f"eval @ step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
     return m
 
-  def check_finite() -> None:
-    bad = int(jax.device_get(state.bad_step))
-    if bad >= 0:
-      raise NonFiniteError(f"non-finite loss or gradients at step {bad}; the update was not "
-                           f"applied and no checkpoint of that state was written")
-
   # --- the loop
-  preempted = checkpoint.PreemptionFlag().install()
-  batch_log = ((workdir_p / "batches.jsonl").open("a", encoding="utf-8")
-               if config.train.record_batches and is_main else None)
-  first_eval = run_eval(int(state.step)) if int(state.step) == 0 else None
+  batch_log = ((job.workdir / "batches.jsonl").open("a", encoding="utf-8")
+               if config.train.record_batches and job.is_main else None)
   meter = metrics_log.Throughput(built.config, peak_flops=config.train.peak_flops_per_device,
                                  num_devices=jax.device_count())
   step = int(state.step)
   try:
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    with job.loop():
+      first_eval = run_eval(step) if step == 0 else None
       for batch in data.train.iterate(total_steps - step):
         state, metrics = step_fn(state, put(batch))
         step += 1
@@ -216,7 +157,7 @@ def train(config, workdir: str) -> dict[str, Any]:
           batch_log.write(json.dumps({"step": step, "sha": sha[:16]}) + "\n")
           batch_log.flush()
         if step % config.train.log_every == 0 or step == total_steps:
-          check_finite()
+          trainer.check_finite(state)
           m = jax.device_get(metrics)
           m = {k: float(v) for k, v in m.items() if np.ndim(v) == 0}
           m.update(lr=float(lr_at(step - 1)), **meter.read())
@@ -224,53 +165,21 @@ def train(config, workdir: str) -> dict[str, Any]:
           log.progress(step, total_steps, m)
         if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
           run_eval(step)
-        if ckpt.every and step % ckpt.every == 0:
-          check_finite()
-          ckpt.save(step, state, data.train.state())
-        if checkpoint.agree(preempted.is_set(), step, config.train.log_every):
-          check_finite()
-          ckpt.save(step, state, data.train.state(), force=True)
-          log.text(f"SIGTERM: saved step {step} to {workdir_p / 'checkpoints'}; exiting")
+        if job.checkpoint(step, state, data.train.state()):
           return {"step": step, "preempted": True}
-    # --- the end
-    check_finite()
-    ckpt.save(step, state, data.train.state(), force=True)
-    final_eval = run_eval(step)
+      # --- the end
+      job.save_final(step, state, data.train.state())
+      final_eval = run_eval(step)
   finally:
     if batch_log is not None:
       batch_log.close()
-    preempted.uninstall()
-    ckpt.close()
-    log.close()
-  summary = {"step": step, "eval_before": first_eval, "eval_after": final_eval,
-             "throughput": meter.read()}
-  if is_main:
-    (workdir_p / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-  return summary
-
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "experiment config file[:variant]",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  try:
-    train(FLAGS.config, FLAGS.workdir)
-  except BAD_INPUT as e:  # a bad or missing data file: one line naming it, not a traceback
-    sys.exit(error_line(e))
+  return job.write_summary({"step": step, "eval_before": first_eval, "eval_after": final_eval,
+                            "throughput": meter.read()})
 
 
 def run() -> None:
   """The `helpsteer-train` console script: `python -m helpsteer_jax.train` by another name."""
-  flags.mark_flags_as_required(["config", "workdir"])
-  # Config files import their shared base (experiments.base) from the current folder, which
-  # `python -m` puts on sys.path and a console script does not.
-  sys.path.insert(0, os.getcwd())
-  app.run(main)
+  launch.run(train)
 
 
 if __name__ == "__main__":

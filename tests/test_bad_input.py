@@ -89,13 +89,13 @@ def test_text_readers_name_the_line_and_accept_a_bom(tmp_path):
 
 
 def test_score_evaluate_and_prompt_readers_name_file_and_row(tmp_path):
-  from helpsteer_jax import evaluate, score
+  from helpsteer_jax.evaluation import rows
   from helpsteer_jax.rlhf.prompts import load_prompts
   pairs = _pairs_file(tmp_path / "pairs.jsonl")
   with pytest.raises(DataError, match=rf"^{pairs}:3: not UTF-8"):
-    score.read_rows(pairs)
+    rows.load_response_rows(pairs)
   with pytest.raises(DataError, match=rf"^{pairs}:3: not UTF-8"):
-    evaluate.load_pairs(str(pairs))
+    rows.load_pairs(str(pairs))
   prompts = _prompts_file(tmp_path / "prompts.jsonl")
   with pytest.raises(DataError, match=r"^prompts\.jsonl:3: not UTF-8"):
     load_prompts({"format": "prompts", "path": str(prompts), "split": "all"})

@@ -26,8 +26,8 @@ def test_entry_points_resolve():
 @pytest.mark.parametrize("module", ["helpsteer_jax.train", "helpsteer_jax.rlhf.train"])
 def test_trainer_entry_finds_configs_from_the_current_folder(module, tmp_path):
   # As the console script does: the interpreter's path lacks the repository, the cwd is the repo.
-  # --helpshort parses the flags (the config file included, with its `experiments.base` import),
-  # prints the usage and exits (absl's exit code 1) without training.
+  # --helpshort parses the flags (the config file included, with its shared-base import), prints
+  # the usage and exits (absl's exit code 1) without training.
   code = (f"import sys; sys.path = [p for p in sys.path if p not in ('', {str(REPO)!r})]; "
           f"sys.argv = ['x', '--config', 'experiments/bt.py:tiny', '--workdir', {str(tmp_path)!r},"
           f" '--config.train.steps=0', '--helpshort']; "
@@ -36,3 +36,19 @@ def test_trainer_entry_finds_configs_from_the_current_folder(module, tmp_path):
                        timeout=300)
   assert "USAGE" in out.stdout + out.stderr, out.stderr[-2000:]
   assert "Traceback" not in out.stderr and "No module named" not in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["helpsteer_jax.train", "helpsteer_jax.rlhf.train"])
+def test_trainer_loads_a_config_from_any_folder(module, tmp_path):
+  # The configs' shared base is in the package: no sys.path entry for the repository is needed,
+  # whatever the current folder.
+  config = "bt.py:tiny" if module == "helpsteer_jax.train" else "reinforce.py:tiny"
+  code = (f"import sys; sys.path = [p for p in sys.path if p not in ('', {str(REPO)!r})]; "
+          f"sys.argv = ['x', '--config', {str(REPO / 'experiments' / config)!r}, "
+          f"'--workdir', {str(tmp_path / 'run')!r}, '--config.train.steps=0', '--helpshort']; "
+          f"import {module} as m; m.run()")
+  out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+  assert "USAGE" in out.stdout + out.stderr, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr and "No module named" not in out.stderr, out.stderr[-2000:]
+  assert not (tmp_path / "run").exists()  # --helpshort parses and exits before any work

@@ -21,7 +21,7 @@ def _config(arg):
 
 def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokenizer):
   del smollm2_tokenizer
-  from helpsteer_jax.models import load_pretrained
+  from helpsteer_jax.runs import load_model
   from helpsteer_jax.training.checkpoint import restore_params
   from helpsteer_jax.train import train
   c = _config("tiny")
@@ -41,7 +41,7 @@ def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokeniz
   saved = restore_params(tmp_path)
   assert not np.array_equal(saved["policy"]["lm_head"]["kernel"], saved["ref"]["lm_head"]["kernel"])
   # The workdir loads as the policy (a causal LM without a reward head).
-  pre = load_pretrained(str(tmp_path), tokenizer=False)
+  pre = load_model(str(tmp_path), tokenizer=False)
   assert pre.num_labels is None
   np.testing.assert_array_equal(pre.params["lm_head"]["kernel"], saved["policy"]["lm_head"]["kernel"])
 

@@ -1,4 +1,5 @@
 """`python -m helpsteer_jax.evaluate` end to end on tiny random models with SmolLM2's tokenizer."""
+import gzip
 import json
 
 import jax
@@ -10,6 +11,7 @@ from helpsteer_jax import evaluate, export
 from helpsteer_jax.data.encoding import ChatEncoder
 from helpsteer_jax.data.records import DataError
 from helpsteer_jax.evaluation import rewardbench
+from helpsteer_jax.evaluation.rows import Pair, choose_mode, load_pairs
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM, LlamaRewardModel
 
 
@@ -197,30 +199,59 @@ def test_bad_rows_name_file_and_line(tmp_path):
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"prompt": "x", "rejected": "y"}) + "\n")
   with pytest.raises(DataError, match=r"bad.jsonl:2: missing column 'chosen'"):
-    evaluate.load_pairs(str(bad))
+    load_pairs(str(bad))
   with pytest.raises(SystemExit, match=r"bad.jsonl:2: missing column 'chosen'"):
     evaluate.main(["--model", "unused", "--data", str(bad), "--output", str(tmp_path / "o")])
   bad.write_text(json.dumps(ROWS[0]) + "\n{oops\n")
   with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
-    evaluate.load_pairs(str(bad))
+    load_pairs(str(bad))
   bad.write_text(json.dumps({**ROWS[0], "chosen": "  "}) + "\n")
   with pytest.raises(DataError, match=r"bad.jsonl:1: chosen is empty"):
-    evaluate.load_pairs(str(bad))
-  with pytest.raises(DataError, match=r"missing.jsonl: data file not found"):
-    evaluate.load_pairs(str(tmp_path / "missing.jsonl"))
-  pairs = [evaluate.Pair("1", None, [], "a", "b", None, "f", 1)]
+    load_pairs(str(bad))
+  with pytest.raises(DataError, match=r"missing.jsonl: no such file"):
+    load_pairs(str(tmp_path / "missing.jsonl"))
+  pairs = [Pair("1", None, [], "a", "b", None, "f", 1)]
   with pytest.raises(DataError, match=r"f:1: --mode rewardbench needs a 'subset'"):
-    evaluate.choose_mode(pairs, "rewardbench")
+    choose_mode(pairs, "rewardbench")
+
+
+FLAT = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No.",
+         "subset": "alpacaeval-easy", "id": i} for i in range(4)]
+
+
+def test_pairs_are_read_by_the_data_readers_gz_json_and_parquet(tmp_path):
+  """The evaluation rows come through data.reading: jsonl.gz, a JSON array and parquet read as
+  the jsonl does, and a bad row of a gzipped file is named `file:line`."""
+  pd = pytest.importorskip("pandas")
+  plain = load_pairs(str(_write(tmp_path / "rb.jsonl", FLAT)))
+  gz = tmp_path / "rb.jsonl.gz"
+  gz.write_bytes(gzip.compress((tmp_path / "rb.jsonl").read_bytes()))
+  array = tmp_path / "rb.json"
+  array.write_text(json.dumps(FLAT, indent=1))
+  parquet = tmp_path / "rb.parquet"
+  pd.DataFrame(FLAT).to_parquet(parquet)
+  for path in (gz, array, parquet):
+    got = load_pairs(str(path))
+    assert [(p.id, p.line, p.subset, p.messages, p.chosen, p.rejected) for p in got] == \
+        [(p.id, p.line, p.subset, p.messages, p.chosen, p.rejected) for p in plain], path
+    assert {p.source for p in got} == {str(path)}
+  bad = tmp_path / "bad.jsonl.gz"
+  bad.write_bytes(gzip.compress((json.dumps(FLAT[0]) + "\n" + json.dumps({"prompt": "x"})
+                                 + "\n").encode()))
+  with pytest.raises(DataError, match=rf"^{bad}:2: missing column 'chosen'"):
+    load_pairs(str(bad))
+  with pytest.raises(SystemExit, match=rf"{bad}:2: missing column 'chosen'"):
+    evaluate.main(["--model", "unused", "--data", str(bad), "--output", str(tmp_path / "o")])
 
 
 def test_shared_rewardbench_head_parses(shared_data):
   path = shared_data / "rewardbench_filtered_head500.jsonl"
   if not path.exists():
     pytest.skip(f"{path} is absent")
-  pairs = evaluate.load_pairs(str(path), limit_per_subset=3)
+  pairs = load_pairs(str(path), limit_per_subset=3)
   by = {}
   for p in pairs:
     by[p.subset] = by.get(p.subset, 0) + 1
   assert set(by) <= set(rewardbench.SUBSET_SECTION) and all(v <= 3 for v in by.values())
-  assert evaluate.choose_mode(pairs, "auto") == "rewardbench"
-  assert len(evaluate.load_pairs(str(path), limit=7)) == 7
+  assert choose_mode(pairs, "auto") == "rewardbench"
+  assert len(load_pairs(str(path), limit=7)) == 7

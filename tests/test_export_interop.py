@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from helpsteer_jax import export, score
+from helpsteer_jax import export
+from helpsteer_jax.evaluation.score_rows import score_file
 from helpsteer_jax.models import PRESETS, LlamaRewardModel
 
 INTEROP = Path(__file__).resolve().parent / "interop"
@@ -75,7 +76,7 @@ def our_rewards(reward_dir, tmp_path_factory):
   tmp = tmp_path_factory.mktemp("scored")
   inp = tmp / "pairs.jsonl"
   inp.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
-  score.score_file(str(model_dir), inp, tmp / "out.jsonl")
+  score_file(str(model_dir), inp, tmp / "out.jsonl")
   rows = [json.loads(l) for l in (tmp / "out.jsonl").read_text().splitlines()]
   return np.array([[r["reward_chosen"], r["reward_rejected"]] for r in rows])
 

@@ -1,13 +1,15 @@
-"""Cached frozen-backbone features and heads trained on them (helpsteer_jax.features / .probe)."""
+"""The small study's cached frozen-backbone features and the heads trained on them
+(projects/reproduce_small/features.py, probe.py)."""
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
-from helpsteer_jax import losses, probe
-from helpsteer_jax.features import FeatureCache, digest, last_token_fn
+from helpsteer_jax import losses
+from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models import PRESETS, LlamaRewardModel
-from helpsteer_jax.score import Scorer
+from projects.reproduce_small import probe
+from projects.reproduce_small.features import FeatureCache, digest, last_token_fn
 
 
 @pytest.fixture(scope="module")

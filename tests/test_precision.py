@@ -80,8 +80,10 @@ def _model_cfg(source, **kw) -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------- defect 1
 @pytest.mark.parametrize("scan", [False, True])
 def test_build_model_from_checkpoint_computes_bf16_with_float32_params(lm_dir, scan):
-  from helpsteer_jax.training.model_setup import build_model  # pylint: disable=g-import-not-at-top
-  built = build_model(_model_cfg(lm_dir, scan_layers=scan))
+  from helpsteer_jax import runs  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.training.model_setup import reward_model  # pylint: disable=g-import-not-at-top
+  model_cfg = _model_cfg(lm_dir, scan_layers=scan)
+  built = reward_model(model_cfg, *runs.start_model(model_cfg))
   assert built.config.dtype == "bfloat16"
   assert built.config.low_precision_dots == "f32_accumulate"
   assert built.config.scan_layers == scan
@@ -113,8 +115,8 @@ def test_load_pretrained_dtype_is_compute_and_storage_is_separate(lm_dir):
 
 
 def test_evaluate_dtype_reaches_the_config(lm_dir, tmp_path, monkeypatch):
-  from helpsteer_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax import models  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax import runs  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.evaluation import pair_eval  # pylint: disable=g-import-not-at-top
   # A reward-model checkpoint: the LM above with a head, written as a sequence classifier.
   from safetensors.numpy import load_file, save_file  # pylint: disable=g-import-not-at-top
   rm = tmp_path / "rm"
@@ -132,17 +134,16 @@ def test_evaluate_dtype_reaches_the_config(lm_dir, tmp_path, monkeypatch):
   data.write_text("".join(json.dumps({"prompt": f"w{i} w{i + 1}", "chosen": f"w{i + 2}",
                                       "rejected": f"w{i + 3} w{i + 4}"}) + "\n" for i in range(3)))
   loaded = []
-  real = models.load_pretrained
+  real = runs.load_model
 
   def spy(*args, **kwargs):
     loaded.append(real(*args, **kwargs))
     return loaded[-1]
 
-  monkeypatch.setattr(models, "load_pretrained", spy)
-  args = evaluate.build_parser().parse_args(
-      ["--model", str(rm), "--data", str(data), "--output", str(tmp_path / "out"),
-       "--mode", "pairwise", "--dtype", "bfloat16", "--no-progress"])
-  results = evaluate.evaluate(args)
+  monkeypatch.setattr(runs, "load_model", spy)
+  results = pair_eval.evaluate(pair_eval.EvalConfig(
+      model=str(rm), data=str(data), output=str(tmp_path / "out"), mode="pairwise",
+      dtype="bfloat16", progress=False))
   assert results["pairs"]["scored"] == 3  # the model ran on every pair
   (pre,) = loaded
   assert pre.config.dtype == "bfloat16"
@@ -150,11 +151,11 @@ def test_evaluate_dtype_reaches_the_config(lm_dir, tmp_path, monkeypatch):
 
 
 def test_workdir_runtime_dtype_is_compute_not_storage(tmp_path):
-  from experiments.base import get_base_config  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.training.configs import get_base_config  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.training.optimizer import make_optimizer  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.training.state import TrainState  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax.training.workdir import load_workdir  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.runs import load_model  # pylint: disable=g-import-not-at-top
   c = get_base_config("bt", "tiny")
   c.model.tokenizer = ""  # the preset's own 256-token vocabulary
   (tmp_path / "config.json").write_text(c.to_json_best_effort(indent=2))
@@ -166,7 +167,7 @@ def test_workdir_runtime_dtype_is_compute_not_storage(tmp_path):
   ckpt = checkpoint.Checkpointer(tmp_path, every=1, keep=1)
   ckpt.save(1, state, {}, force=True)
   ckpt.close()
-  pre = load_workdir(tmp_path, dtype="bfloat16", tokenizer=False)
+  pre = load_model(tmp_path, dtype="bfloat16", tokenizer=False)
   assert pre.config.dtype == "bfloat16"
   assert _leaf_dtypes(pre.params) == {np.dtype(np.float32)}
 
@@ -221,7 +222,7 @@ def test_bf16_rewards_are_float32_and_keep_close_pairs_apart():
 def _moved_by_decay(scan: bool) -> dict[str, bool]:
   """{parameter name (layer index dropped): whether one AdamW step with zero gradients and
   weight decay moves it}, through the optimizer the trainers build."""
-  from experiments.base import get_base_config  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.training.configs import get_base_config  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.training.optimizer import make_optimizer  # pylint: disable=g-import-not-at-top
   optim = get_base_config("bt", "tiny").optim
   optim.update(lr=0.5, weight_decay=0.1, warmup_steps=0, grad_clip=0.0)

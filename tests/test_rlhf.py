@@ -206,3 +206,46 @@ def test_training_refuses_greedy_decoding():
   model = LlamaForCausalLM(PRESETS["tiny"])
   with pytest.raises(ValueError, match="temperature must be > 0"):
     Learner(model, optax.sgd(0.0), SamplingConfig(temperature=0.0), lambda r: None, k=2, beta=0.1)
+
+
+class _Killed(Exception):
+  pass
+
+
+@pytest.mark.slow  # two runs of the :tiny config (about a minute); CI runs it with -m slow
+def test_sigterm_saves_the_rl_run_and_a_restart_resumes(tmp_path, smollm2_tokenizer):
+  """The RL trainer shares the reward-model trainer's set-up: SIGTERM saves and stops at the end
+  of the step, and the same command in the same workdir resumes from there."""
+  import os
+  import signal
+  del smollm2_tokenizer
+  from helpsteer_jax.rlhf.train import train
+  spec = importlib.util.spec_from_file_location("reinforce_cfg",
+                                                REPO / "experiments" / "reinforce.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config("tiny")
+  c.train.checkpoint_every = 0  # only the SIGTERM save and the final one
+  base = token_fraction_reward(range(16, 32))
+  calls = []
+
+  def reward(rollout):
+    calls.append(1)
+    if len(calls) == 1:  # during the first step, as a scheduler's preemption notice would
+      os.kill(os.getpid(), signal.SIGTERM)
+    return base(rollout)
+
+  def killed(*_):  # where no trainer handles SIGTERM, fail the test instead of the test process
+    raise _Killed()
+
+  previous = signal.signal(signal.SIGTERM, killed)
+  try:
+    out = train(c, str(tmp_path), reward_fn=reward)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert out == {"step": 1, "preempted": True}
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+  out = train(c, str(tmp_path), reward_fn=base)
+  assert out["step"] == c.train.steps == 2
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == [1, 2]

@@ -1,4 +1,5 @@
 """The score and export command lines on a tiny random reward model with SmolLM2's tokenizer."""
+import gzip
 import json
 
 import jax
@@ -7,6 +8,8 @@ import pytest
 from flax import linen as nn
 
 from helpsteer_jax import export, score
+from helpsteer_jax.data.records import DataError
+from helpsteer_jax.evaluation.score_rows import score_file
 from helpsteer_jax.data.encoding import ChatEncoder
 from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained
 
@@ -68,14 +71,42 @@ def test_bad_rows_name_file_and_line(reward_dir, tmp_path):
   model_dir, _, _ = reward_dir
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"prompt": "x", "chosen": "y"}) + "\n")
-  with pytest.raises(score.ScoreError, match=r"bad.jsonl:2: needs both"):
-    score.score_file(str(model_dir), bad, tmp_path / "o")
+  with pytest.raises(DataError, match=r"bad.jsonl:2: needs both"):
+    score_file(str(model_dir), bad, tmp_path / "o")
   bad.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
-  with pytest.raises(score.ScoreError, match=r"bad.jsonl:2: not valid JSON"):
-    score.score_file(str(model_dir), bad, tmp_path / "o")
+  with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
+    score_file(str(model_dir), bad, tmp_path / "o")
   bad.write_text(json.dumps({"prompt": "x", "response": "  "}) + "\n")
-  with pytest.raises(score.ScoreError, match=r"bad.jsonl:1: response is empty"):
-    score.score_file(str(model_dir), bad, tmp_path / "o")
+  with pytest.raises(DataError, match=r"bad.jsonl:1: response is empty"):
+    score_file(str(model_dir), bad, tmp_path / "o")
+
+
+def test_gzipped_and_parquet_input_score_as_jsonl_and_bad_rows_name_file_and_line(reward_dir,
+                                                                                    tmp_path):
+  """score reads its rows through data.reading: a .jsonl.gz or .parquet file scores exactly as the
+  .jsonl does, and a bad row of a gzipped file is named `file:line` before the model loads."""
+  pd = pytest.importorskip("pandas")
+  model_dir, _, _ = reward_dir
+  rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}
+          for i in range(3)]
+  plain = _write(tmp_path / "in.jsonl", rows)
+  gz = tmp_path / "in.jsonl.gz"
+  gz.write_bytes(gzip.compress(plain.read_bytes()))
+  parquet = tmp_path / "in.parquet"
+  pd.DataFrame(rows).to_parquet(parquet)
+  out = {}
+  for path in (plain, gz, parquet):
+    score.main(["--model", str(model_dir), "--input", str(path),
+                "--output", str(tmp_path / f"{path.name}.out")])
+    out[path.name] = [json.loads(l) for l in
+                      (tmp_path / f"{path.name}.out").read_text().splitlines()]
+  assert out["in.jsonl.gz"] == out["in.jsonl"] == out["in.parquet"]
+  assert [r["prompt"] for r in out["in.jsonl"]] == [r["prompt"] for r in rows]
+  bad = tmp_path / "bad.jsonl.gz"
+  bad.write_bytes(gzip.compress((json.dumps(rows[0]) + "\n{oops\n").encode()))
+  with pytest.raises(SystemExit, match=rf"^error: {bad}:2: not valid JSON"):
+    score.main(["--model", str(tmp_path / "no_model"), "--input", str(bad),
+                "--output", str(tmp_path / "o")])
 
 
 def test_one_bos_when_the_template_has_it(smollm2_tokenizer):

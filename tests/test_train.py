@@ -93,15 +93,15 @@ def test_stage_two_starts_from_regression_helpfulness_output(tmp_path):
 
 @pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow
 def test_workdir_is_a_model_source_in_either_layer_layout(tmp_path):
-  from helpsteer_jax.models import LlamaRewardModel, load_pretrained
-  from helpsteer_jax.models.loading import load_config
+  from helpsteer_jax.models import LlamaRewardModel
+  from helpsteer_jax.runs import load_config, load_model
   c = load_config_file("regression", "tiny")
   c.train.steps = 1
   c.model.scan_layers = True
   train(c, str(tmp_path))
   saved = _final_params(tmp_path)
-  scanned = load_pretrained(str(tmp_path))
-  flat = load_pretrained(str(tmp_path), scan_layers=False, tokenizer=False)
+  scanned = load_model(str(tmp_path))
+  flat = load_model(str(tmp_path), scan_layers=False, tokenizer=False)
   assert scanned.num_labels == flat.num_labels == 5 and scanned.config.scan_layers
   assert load_config(str(tmp_path)) == (scanned.config, 5)
   np.testing.assert_array_equal(scanned.params["score"]["kernel"], saved["score"]["kernel"])

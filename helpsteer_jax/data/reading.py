@@ -75,8 +75,7 @@ def read_text(path: str | os.PathLike, source: Optional[str] = None) -> str:
     raise _not_utf8(source, line_no, text[e.start], column) from e
 
 
-def _read_json_lines(path: Path, counts: Counts, skip_invalid: bool) -> Iterator[Row]:
-  name = path.name
+def _read_json_lines(path: Path, name: str, counts: Counts, skip_invalid: bool) -> Iterator[Row]:
   # Bytes that are not UTF-8 are not skippable like bad JSON: the file's encoding is wrong, and
   # skipping would quietly drop every row with a non-ASCII character.
   for line_no, line in text_lines(path, name):
@@ -96,8 +95,7 @@ def _read_json_lines(path: Path, counts: Counts, skip_invalid: bool) -> Iterator
       raise DataError(f"{where(name, line_no)}: {problem}")
 
 
-def _read_json_array(path: Path) -> Iterator[Row]:
-  name = path.name
+def _read_json_array(path: Path, name: str) -> Iterator[Row]:
   text = read_text(path, name)
   try:
     data = json.loads(text)
@@ -125,14 +123,14 @@ def _is_json_array(path: Path) -> bool:
   return False
 
 
-def _read_parquet(path: Path) -> Iterator[Row]:
+def _read_parquet(path: Path, name: str) -> Iterator[Row]:
   import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when needed)
   try:
     ds = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
   except Exception as e:  # pyarrow raises several types for a bad file
-    raise DataError(f"{path.name}: cannot read parquet ({e})") from e
+    raise DataError(f"{name}: cannot read parquet ({e})") from e
   for i, row in enumerate(ds, 1):
-    yield path.name, i, row
+    yield name, i, row
 
 
 def _read_datasets(path: str, data_dir: Optional[str]) -> Iterator[Row]:
@@ -154,22 +152,24 @@ def is_local_file(path: str) -> bool:
 
 
 def read_rows(path: str | os.PathLike, *, data_dir: Optional[str] = None, counts: Counts,
-              skip_invalid: bool = False) -> Iterator[Row]:
+              skip_invalid: bool = False, name: Optional[str] = None) -> Iterator[Row]:
   """Rows of a local file (by suffix) or of every split of a hub dataset / hub-like folder.
 
   Unreadable JSON lines raise a DataError naming file and line, or are counted as invalid
-  under `skip_invalid`.
+  under `skip_invalid`. A local file's rows (and errors) are named by the file's name, or by
+  `name` when given (the commands that read one file name it as the user wrote it).
   """
   path_s = os.fspath(path)
   if is_local_file(path_s):
     p = Path(path_s)
     if not p.is_file():
       raise DataError(f"{path_s}: no such file")
+    name = p.name if name is None else name
     if p.name.endswith(".parquet"):
-      return _read_parquet(p)
+      return _read_parquet(p, name)
     if _is_json_array(p):
-      return _read_json_array(p)
-    return _read_json_lines(p, counts, skip_invalid)
+      return _read_json_array(p, name)
+    return _read_json_lines(p, name, counts, skip_invalid)
   return _read_datasets(path_s, data_dir)
 
 

@@ -12,7 +12,8 @@ _SECTION_COLORS = {"Chat": "tab:blue", "Chat Hard": "tab:orange", "Safety": "tab
                    "Reasoning": "tab:purple"}
 
 
-def _plt():
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -21,7 +22,7 @@ def _plt():
 
 def scores_plot(results: dict[str, Any], path: Path) -> None:
   """RewardBench: section and subset accuracy bars; pairwise: accuracy (by strength bucket)."""
-  plt = _plt()
+  plt = pyplot()
   rb = results.get("rewardbench")
   if rb:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1, 3]})
@@ -67,7 +68,7 @@ def scores_plot(results: dict[str, Any], path: Path) -> None:
 
 
 def margins_plot(margins: Sequence[float], path: Path, title: str) -> None:
-  plt = _plt()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4))
   m = np.asarray(margins, np.float64)
   if m.size:
@@ -83,7 +84,7 @@ def margins_plot(margins: Sequence[float], path: Path, title: str) -> None:
 
 def length_plot(examples: Sequence[dict[str, Any]], path: Path, title: str) -> None:
   """Reward vs response length (both sides), and margin vs length difference (length bias)."""
-  plt = _plt()
+  plt = pyplot()
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
   lc = np.array([e["chosen_tokens"] for e in examples], np.float64)
   lr = np.array([e["rejected_tokens"] for e in examples], np.float64)

@@ -124,3 +124,19 @@ def summarize_correct(subsets: Sequence[str], is_correct: Sequence[bool]) -> dic
       "unknown_subsets": sorted(s for s in acc if s not in SUBSET_SECTION),
       "weighting": WEIGHTING_NOTE,
   }
+
+
+def subset_coefficients(subsets: Sequence[str]) -> dict[str, float]:
+  """d(mean_of_present_sections) / d(accuracy of subset s) for the subsets present.
+
+  The official weighting is linear in the subset accuracies, so the mean of the present sections
+  is sum_s coef_s * acc_s: the weights a stratified (per-subset) statistic needs, e.g. a paired
+  bootstrap over RewardBench pairs (evaluation/compare.py).
+  """
+  names = sorted(set(subsets))
+  present = [k for k, v in section_scores({s: 0.0 for s in names}).items() if v is not None]
+  coef = {}
+  for s in names:
+    sec = section_scores({t: float(t == s) for t in names})
+    coef[s] = sum(sec[k] for k in present) / len(present)
+  return coef

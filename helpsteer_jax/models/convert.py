@@ -11,49 +11,55 @@ from typing import Any, Iterator
 
 import numpy as np
 
-# (HF regex, our path template, transpose?) — {i} is the layer index.
+# (HF name, our path, transpose?): one row per kind of weight, read in both directions. A
+# {slot} stands for the part of the name that varies; its pattern is written with HF's dots, which
+# are slashes in our paths.
+_SLOTS = {"i": r"\d+", "norm": r"input_layernorm|post_attention_layernorm",
+          "proj": r"self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj"}
 _TABLE: tuple[tuple[str, str, bool], ...] = (
-    (r"model\.embed_tokens\.weight", "model/embed_tokens/embedding", False),
-    (r"model\.norm\.weight", "model/norm/weight", False),
-    (r"lm_head\.weight", "lm_head/kernel", True),
-    (r"score\.weight", "score/kernel", True),
-    (r"model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight",
-     "model/layers/{i}/{m}/weight", False),
-    (r"model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.weight",
-     "model/layers/{i}/{m}/kernel", True),
+    ("model.embed_tokens.weight", "model/embed_tokens/embedding", False),
+    ("model.norm.weight", "model/norm/weight", False),
+    ("lm_head.weight", "lm_head/kernel", True),
+    ("score.weight", "score/kernel", True),
+    ("model.layers.{i}.{norm}.weight", "model/layers/{i}/{norm}/weight", False),
+    ("model.layers.{i}.{proj}.weight", "model/layers/{i}/{proj}/kernel", True),
 )
-_COMPILED = tuple((re.compile(p + r"$"), t, tr) for p, t, tr in _TABLE)
+
+
+def _compile(template: str, sep: str) -> re.Pattern[str]:
+  """A template's regex; `sep` is what a dot inside a slot's pattern becomes."""
+  parts = re.split(r"\{(\w+)\}", template)  # literal, slot name, literal, ...
+  slot = lambda name: "(?P<%s>%s)" % (name, _SLOTS[name].replace(r"\.", sep))
+  regex = "".join(re.escape(p) if k % 2 == 0 else slot(p) for k, p in enumerate(parts))
+  return re.compile(regex + "$")
+
+
+_ROWS = tuple((_compile(hf, r"\."), _compile(ours, "/"), hf, ours, transpose)
+              for hf, ours, transpose in _TABLE)
 
 
 def hf_to_path(hf_name: str) -> tuple[tuple[str, ...], bool] | None:
   """Our parameter path (unscanned layout) and whether to transpose; None if not a Llama weight."""
-  for pattern, template, transpose in _COMPILED:
-    m = pattern.match(hf_name)
+  for hf_re, _, _, ours, transpose in _ROWS:
+    m = hf_re.match(hf_name)
     if m:
-      groups = m.groups()
-      path = template.format(i=groups[0] if groups else "", m=groups[1].replace(".", "/")
-                             if len(groups) > 1 else "")
-      return tuple(path.split("/")), transpose
+      slots = {k: v.replace(".", "/") for k, v in m.groupdict().items()}
+      return tuple(ours.format(**slots).split("/")), transpose
   return None
 
 
 def path_to_hf(path: tuple[str, ...]) -> tuple[str, bool]:
   """Inverse of `hf_to_path` for an unscanned path."""
-  if path[:2] == ("model", "layers"):
-    i, leaf = path[2], path[-1]
-    name = f"model.layers.{i}." + ".".join(path[3:-1]) + ".weight"
-    return name, leaf == "kernel"
   joined = "/".join(path)
-  for hf, ours, transpose in (("model.embed_tokens.weight", "model/embed_tokens/embedding", False),
-                              ("model.norm.weight", "model/norm/weight", False),
-                              ("lm_head.weight", "lm_head/kernel", True),
-                              ("score.weight", "score/kernel", True)):
-    if joined == ours:
-      return hf, transpose
+  for _, ours_re, hf, _, transpose in _ROWS:
+    m = ours_re.match(joined)
+    if m:
+      return hf.format(**{k: v.replace("/", ".") for k, v in m.groupdict().items()}), transpose
   raise KeyError(f"no Hugging Face name for parameter {joined}")
 
 
-def flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+def flatten(tree: dict[str, Any],
+            prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
   for k, v in tree.items():
     if isinstance(v, dict):
       yield from flatten(v, prefix + (k,))

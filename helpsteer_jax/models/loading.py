@@ -1,5 +1,8 @@
 """`load_pretrained(source)`: config, parameters and tokenizer from HF safetensors or GGUF.
 
+This layer reads checkpoint files and nothing else: a training workdir is a model source one
+layer up (helpsteer_jax.runs, which every command loads through).
+
 Tensors are streamed one at a time (safetensors `safe_open`, GGUF memory map) and written into
 their final place in the parameter tree, so a checkpoint is never held twice in host memory. An
 optional `put(path, array)` hook (for example `jax.device_put` with the parameter's sharding)
@@ -14,11 +17,15 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 
 from helpsteer_jax.data.reading import read_text
 from helpsteer_jax.models import convert, sources
 from helpsteer_jax.models.config import LlamaConfig
+from helpsteer_jax.models.llama import LlamaForCausalLM, LlamaRewardModel
 
 TensorStream = Iterator[tuple[str, Callable[[], np.ndarray]]]  # (HF name, load tensor)
 
@@ -212,10 +219,6 @@ def _assemble(stream: TensorStream, cfg: LlamaConfig, dtype: Any,
 
 def _check_complete(params: dict[str, Any], cfg: LlamaConfig, num_labels: int | None,
                     where: str) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from helpsteer_jax.models.llama import LlamaForCausalLM, LlamaRewardModel  # pylint: disable=g-import-not-at-top
-
   ids = jax.ShapeDtypeStruct((1, 1), np.int32)
   expected = nn.unbox(jax.eval_shape(LlamaForCausalLM(cfg).init, jax.random.key(0), ids))["params"]
   if num_labels:
@@ -235,9 +238,8 @@ def _check_complete(params: dict[str, Any], cfg: LlamaConfig, num_labels: int | 
     raise ValueError(f"{where}: unexpected parameters {sorted('/'.join(p) for p in extra)}")
 
 
-def _open(source: str) -> tuple[dict[str, Any], int | None, TensorStream]:
+def _open(src: sources.Source) -> tuple[dict[str, Any], int | None, TensorStream]:
   """(HF config dict, reward-head width or None, lazy tensor stream) of a checkpoint source."""
-  src = sources.resolve(source)
   if src.kind == "gguf":
     from gguf import GGUFReader  # pylint: disable=g-import-not-at-top
     if not Path(src.path).exists():
@@ -250,12 +252,9 @@ def _open(source: str) -> tuple[dict[str, Any], int | None, TensorStream]:
   return hf_cfg, num_labels, _safetensors_stream(model_dir)
 
 
-def load_config(source: str, **runtime) -> tuple[LlamaConfig, int | None]:
+def load_config(source: str | sources.Source, **runtime) -> tuple[LlamaConfig, int | None]:
   """The model config and reward-head width of a checkpoint source, without reading weights."""
-  if sources.is_workdir(source):
-    from helpsteer_jax.training.workdir import workdir_config  # pylint: disable=g-import-not-at-top
-    return workdir_config(source, **runtime)
-  hf_cfg, num_labels, _ = _open(source)
+  hf_cfg, num_labels, _ = _open(sources.resolve(source))
   return LlamaConfig.from_hf(hf_cfg, **runtime), num_labels
 
 
@@ -265,32 +264,29 @@ def storage_dtype_of(cfg: LlamaConfig, storage_dtype: Any = None) -> np.dtype:
   Deliberately not the compute dtype (`cfg.dtype`): a bfloat16 run keeps float32 master weights,
   so that small AdamW updates are not rounded away.
   """
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   # jnp.dtype, unlike np.dtype, reads "bfloat16".
   return jnp.dtype(storage_dtype if storage_dtype is not None else cfg.param_dtype)
 
 
-def load_pretrained(source: str, *, storage_dtype: Any = None, tokenizer: bool = True,
+def load_pretrained(source: str | sources.Source, *, storage_dtype: Any = None,
+                    tokenizer: bool = True,
                     put: Callable[[tuple[str, ...], np.ndarray], Any] | None = None,
                     **runtime) -> Pretrained:
-  """Loads a Llama checkpoint: HF directory / hub id, `gguf:PATH` or `*.gguf`, `smollm2`, or a
-  training workdir (its latest checkpoint; see helpsteer_jax.training.workdir).
+  """Loads a Llama checkpoint: HF directory / hub id, `gguf:PATH` or `*.gguf`, `smollm2`.
 
   `runtime` overrides runtime fields of the config (dtype = the compute dtype, remat_policy,
   scan_layers, ...). `storage_dtype` is the dtype the parameters are returned in (default: the
   config's param_dtype, float32), whatever the compute dtype.
   A LlamaForSequenceClassification checkpoint's `score` weight becomes the reward head.
   """
-  if sources.is_workdir(source):
-    from helpsteer_jax.training.workdir import load_workdir  # pylint: disable=g-import-not-at-top
-    return load_workdir(source, storage_dtype=storage_dtype, tokenizer=tokenizer, **runtime)
-  hf_cfg, num_labels, stream = _open(source)
+  src = sources.resolve(source)
+  hf_cfg, num_labels, stream = _open(src)
   cfg = LlamaConfig.from_hf(hf_cfg, **runtime)
   params = _assemble(stream, cfg, storage_dtype_of(cfg, storage_dtype), put)
   if cfg.scan_layers:
     _check_complete(convert.unstack_layers(params), cfg.replace(scan_layers=False), num_labels,
-                    source)
+                    src.path)
   else:
-    _check_complete(params, cfg, num_labels, source)
-  tok = sources.load_tokenizer(source) if tokenizer else None
+    _check_complete(params, cfg, num_labels, src.path)
+  tok = sources.load_tokenizer(src) if tokenizer else None
   return Pretrained(cfg, params, tok, num_labels)

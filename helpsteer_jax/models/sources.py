@@ -6,6 +6,8 @@ A *source* string is one of
   - ``gguf:PATH`` or a path ending in ``.gguf``;
   - a local directory with ``config.json`` (+ safetensors), or a hub id such as
     ``meta-llama/Llama-3.1-8B`` (only where the hub is reachable).
+`resolve` turns the string into a `Source` once; the readers take either. Presets and training
+workdirs are sources one layer up, in helpsteer_jax.runs.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import functools
 import importlib.metadata
 import os
 from pathlib import Path
+from typing import Any
 
 from helpsteer_jax.models.gguf_tokenizer import load_gguf_tokenizer
 
@@ -44,14 +47,10 @@ def smollm2_gguf_path() -> Path:
   return path
 
 
-def is_workdir(source: str) -> bool:
-  """A training workdir: a directory with the run's config.json and a checkpoints/ folder."""
-  p = Path(os.fspath(source))
-  return p.is_dir() and (p / "checkpoints").is_dir() and (p / "config.json").is_file()
-
-
-def resolve(source: str) -> Source:
-  """Turns a source string into a `Source` (no file is read)."""
+def resolve(source: str | os.PathLike | Source) -> Source:
+  """Turns a source string into a `Source` (no file is read); a `Source` is returned as it is."""
+  if isinstance(source, Source):
+    return source
   source = os.fspath(source)
   if source == "smollm2":
     return Source("gguf", str(smollm2_gguf_path()))
@@ -62,10 +61,13 @@ def resolve(source: str) -> Source:
   return Source("hf", source)
 
 
-@functools.lru_cache(maxsize=8)
-def load_tokenizer(source: str):
+def load_tokenizer(source: str | os.PathLike | Source) -> Any:
   """The tokenizer (with its chat template) stored with a model source (cached per source)."""
-  src = resolve(source)
+  return _load_tokenizer(resolve(source))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(src: Source) -> Any:
   if src.kind == "gguf":
     path = Path(src.path)
     if not path.exists():

@@ -32,7 +32,7 @@ import numpy as np
 from helpsteer_jax.models import convert
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.models.llama import LlamaForCausalLM
-from helpsteer_jax.training.objectives import token_logprobs  # noqa: F401  (re-exported)
+from helpsteer_jax.models.logprobs import token_logprobs  # noqa: F401  (re-exported)
 
 Array = jax.Array
 

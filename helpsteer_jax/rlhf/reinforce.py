@@ -29,13 +29,11 @@ down-weight long responses), and the loss is the mean over sequences.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:
-  from helpsteer_jax.rlhf.generate import SamplingConfig
+from helpsteer_jax.rlhf.generate import SamplingConfig
 
 Metrics = dict[str, jax.Array]
 

@@ -1,7 +1,7 @@
 """Rewards of sampled responses: a reward model, or any Python function.
 
 A reward function takes a `Rollout` (prompts and sampled responses, as ids and as text) and returns
-one float per row. `RewardModel` wraps a LlamaRewardModel loaded with `load_pretrained` (a training
+one float per row. `RewardModel` wraps a LlamaRewardModel loaded with `runs.load_model` (a training
 workdir, a Hugging Face reward-model directory, ...) or a random preset (smoke tests). It scores
 each response exactly as the reward model saw its training data: the conversation rendered with
 *its* chat template. When the policy uses the same tokenizer and template, the prompt and response
@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from helpsteer_jax import distributed
-from helpsteer_jax.data.batching import round_up
 from helpsteer_jax.data.records import Message
-from helpsteer_jax.models import PRESETS, LlamaRewardModel, load_pretrained, load_tokenizer
+from helpsteer_jax.evaluation.scorer import Scorer
+from helpsteer_jax import runs
+from helpsteer_jax.models import LlamaRewardModel
 
 
 @dataclasses.dataclass
@@ -65,28 +65,26 @@ class RewardModel:
   def __init__(self, source: str, *, policy_tokenizer: Any = None, head_index: int = 0,
                tokenizer: str = "smollm2", seed: int = 0, batch_size: int = 16,
                pad_to_multiple_of: int = 32):
-    if source in PRESETS:  # a random reward model (smoke tests): the preset with `tokenizer`
-      tok = load_tokenizer(tokenizer)
-      cfg = PRESETS[source].replace(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                                    eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    src = runs.resolve(source)
+    if src.kind == "preset":  # a random reward model (smoke tests): the preset with `tokenizer`
+      cfg, tok = runs.preset(src.name, tokenizer)
       model = LlamaRewardModel(cfg, num_labels=1)
       params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 8), jnp.int32)))
       params, num_labels = params["params"], 1
     else:
-      pre = load_pretrained(source, scan_layers=False, remat_policy="none")
+      pre = runs.load_model(src, scan_layers=False, remat_policy="none")
       cfg, tok, num_labels = pre.config, pre.tokenizer, pre.num_labels
       params = pre.reward_params()
     if not 0 <= head_index < num_labels:
       raise ValueError(f"head_index {head_index} outside the reward head's {num_labels} outputs")
     self.cfg, self.tokenizer, self.head_index = cfg, tok, head_index
-    self.batch_size, self.multiple = batch_size, pad_to_multiple_of
-    self.params = jax.device_put(params)
     self.reuse_ids = _same_tokenizer(policy_tokenizer, tok)
     self.suffix = _turn_suffix(tok) if self.reuse_ids else []
     eos = cfg.eos_token_id
     self.eos_ids = set([eos] if isinstance(eos, int) else (eos or []))
-    model = LlamaRewardModel(cfg, num_labels=num_labels)
-    self._apply = jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask))
+    self._scorer = Scorer(LlamaRewardModel(cfg, num_labels=num_labels), jax.device_put(params),
+                          pad_id=tok.pad_token_id or 0, batch_size=batch_size,
+                          pad_to_multiple_of=pad_to_multiple_of)
 
   def sequences(self, rollout: Rollout) -> list[np.ndarray]:
     """The reward model's token ids for each row's whole conversation."""
@@ -110,19 +108,8 @@ class RewardModel:
     return out
 
   def score(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
-    rewards = []
-    for lo in range(0, len(seqs), self.batch_size):
-      chunk = seqs[lo:lo + self.batch_size]
-      length = round_up(max(len(s) for s in chunk), self.multiple)
-      ids = np.full((self.batch_size, length), self.tokenizer.pad_token_id or 0, np.int32)
-      mask = np.zeros((self.batch_size, length), np.int32)
-      mask[:, 0] = 1  # filler rows: one attended token keeps them finite
-      for r, s in enumerate(chunk):
-        ids[r, :len(s)], mask[r, :len(s)] = s, 1
-      # to_host: under a multi-host mesh the rewards come out sharded over the hosts.
-      r = distributed.to_host(self._apply(self.params, ids, mask))[:len(chunk), self.head_index]
-      rewards.append(r)
-    return np.concatenate(rewards).astype(np.float32)
+    """Output `head_index` of the reward model for each sequence (float32 [N])."""
+    return self._scorer(seqs)[:, self.head_index].astype(np.float32)
 
   def __call__(self, rollout: Rollout) -> np.ndarray:
     return self.score(self.sequences(rollout))

@@ -7,16 +7,14 @@ Each step: take `prompts_per_step` prompts, sample `samples_per_prompt` (k) resp
 the current policy (rlhf/generate.py), score them with the reward model (or a Python reward
 function), subtract β·KL against the frozen reference (the starting policy), compute leave-one-out
 advantages and take one policy-gradient step (rlhf/reinforce.py). Reads top to bottom like
-helpsteer_jax.train: set-up, state (resume > pretrained > fresh), the step, the loop, the end.
-Metrics (reward mean/std, KL, response length, tokens/s) go to metrics.jsonl and TensorBoard.
+helpsteer_jax.train, on the same set-up (training/trainer.py: jax.distributed, mesh, state
+resume > pretrained > fresh, checkpoints with the prompt position, SIGTERM saves and exits):
+set-up, state, the step, the loop, the end. Metrics (reward mean/std, KL, response length,
+tokens/s) go to metrics.jsonl and TensorBoard.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import os
-import sys
 import time
 from typing import Any
 
@@ -24,46 +22,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags, logging
-from etils import epath
 from flax import linen as nn
-from ml_collections import config_flags
 
-from helpsteer_jax import distributed, sharding
-from helpsteer_jax.data.records import BAD_INPUT, error_line
+from helpsteer_jax import distributed, runs
 from helpsteer_jax.models import LlamaForCausalLM
-from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.rlhf import reinforce
 from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, left_pad,
                                          sampling_logprobs)
 from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
 from helpsteer_jax.rlhf.rewards import RewardFn, RewardModel, Rollout
-from helpsteer_jax.training import checkpoint, metrics_log
-from helpsteer_jax.training.model_setup import start_model
+from helpsteer_jax.training import launch, trainer
+from helpsteer_jax.training.model_setup import BuiltModel, causal_lm
 from helpsteer_jax.training.optimizer import make_optimizer
-from helpsteer_jax.training.state import (TrainState, abstract_state, create_state,
-                                          state_from_params, state_shardings)
+from helpsteer_jax.training.state import TrainState
 from helpsteer_jax.training.step import COUNT_KEY, train_step
 
 
-@dataclasses.dataclass
-class Policy:
-  config: LlamaConfig
-  model: LlamaForCausalLM
-  tokenizer: Any
-  init_params: Any  # rng -> boxed parameters
-  pretrained: dict[str, Any] | None
+def build_policy(policy_cfg) -> BuiltModel:
+  """A preset (random init, for tests) or a pretrained causal LM (smollm2, HF dir, gguf:...).
 
-
-def build_policy(policy_cfg) -> Policy:
-  """A preset (random init, for tests) or a pretrained causal LM (smollm2, HF dir, gguf:...)."""
-  # The reward-model trainer's loader: runtime settings (compute dtype included) go into the
-  # config, parameters stay float32.
-  cfg, tok, pre = start_model(policy_cfg)
-  pretrained = pre.causal_lm_params() if pre is not None else None
-  model = LlamaForCausalLM(cfg)
-  init_params = lambda rng: model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
-  return Policy(cfg, model, tok, init_params, pretrained)
+  The reward-model trainer's loader: runtime settings (compute dtype included) go into the
+  config, parameters stay float32.
+  """
+  return causal_lm(*runs.start_model(policy_cfg))
 
 
 def reinforce_objective(model: LlamaForCausalLM, sc: SamplingConfig):
@@ -188,27 +169,16 @@ class PromptOrder:
 
 
 def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, Any]:
-  # --- set-up
-  distributed.maybe_initialize()  # the same multi-host start-up as helpsteer_jax.train
-  workdir_p = epath.Path(workdir)  # a local folder or a URL (gs://...), as in helpsteer_jax.train
-  workdir_p.mkdir(parents=True, exist_ok=True)
-  is_main = jax.process_index() == 0  # one host writes config, metrics and summary
-  if is_main:
-    (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
-  mesh_shape = dict(config.mesh)
-  devices = jax.devices()
-  if -1 not in mesh_shape.values():
-    devices = devices[:int(np.prod(list(mesh_shape.values())))]
-  mesh = sharding.make_mesh(mesh_shape, devices)
-  rules = tuple(tuple(r) for r in config.rules)
+  # --- set-up: the trainers' shared start (training/trainer.py), the policy, prompts, rewards
+  job = trainer.start(config, workdir)
   rl = config.rl
   rows = rl.prompts_per_step * rl.samples_per_prompt
-  if rows % (mesh.shape["data"] * mesh.shape["fsdp"] * config.train.grad_accum):
+  if rows % (job.mesh.shape["data"] * job.mesh.shape["fsdp"] * config.train.grad_accum):
     raise ValueError(f"prompts_per_step x samples_per_prompt = {rows} must divide over data x "
                      f"fsdp devices x grad_accum")
   policy = build_policy(config.policy)
   tok = policy.tokenizer
-  log = metrics_log.Logger(workdir_p, enabled=is_main)
+  log = job.log
   prompts = load_prompts(config.data.prompts, limit=config.data.max_prompts)
   prompts, prompt_ids, dropped = encode_prompts(prompts, tok, config.data.max_prompt_length)
   log.text(f"prompts: {len(prompts)} kept, {dropped} longer than {config.data.max_prompt_length} "
@@ -225,84 +195,51 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
 
   # --- state: own checkpoint > pretrained > fresh; the reference is the starting policy
   tx = make_optimizer(config.optim)
-  shardings = state_shardings(policy.init_params, tx, mesh, rules)
-  ckpt = checkpoint.Checkpointer(workdir_p, every=config.train.checkpoint_every,
-                                 keep=config.train.keep_checkpoints)
   rng = jax.random.PRNGKey(config.seed)
   order = PromptOrder(len(prompts), config.data.shuffle_seed)
+  params_sh = job.state_shardings(policy.init_params, tx).params
   if policy.pretrained is not None:
-    ref_params = jax.device_put(policy.pretrained, shardings.params)
+    ref_params = jax.device_put(policy.pretrained, params_sh)
   else:
-    ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)),
-                         out_shardings=shardings.params)(rng)
-  if ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(abstract_state(policy.init_params, tx), shardings)
-    order.restore(data_state)
-    log.text(f"resumed from {workdir_p / 'checkpoints'} at step {int(state.step)}")
-  elif policy.pretrained is not None:
-    state = state_from_params(jax.tree_util.tree_map(jnp.copy, ref_params), tx, rng, shardings)
-  else:
-    state = create_state(policy.init_params, tx, rng, shardings)
+    ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)), out_shardings=params_sh)(rng)
+  # The state's own copy of the start (the reference stays as it is: the state is donated).
+  state, shardings = job.init_state(policy.init_params, tx, rng, data=order,
+                                    pretrained=policy.pretrained)
 
   # --- the step
   learner = Learner(policy.model, tx, sc, reward_fn, k=rl.samples_per_prompt, beta=rl.kl_beta,
                     grad_accum=config.train.grad_accum, tokenizer=tok,
                     pad_to_multiple_of=config.data.pad_to_multiple_of,
-                    state_sharding=shardings, batch_sharding=sharding.batch_sharding(mesh, rules))
+                    state_sharding=shardings, batch_sharding=job.batch_sharding())
 
   # --- the loop
   step = int(state.step)
   history = []
-  try:
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      while step < config.train.steps:
-        idx = order.take(rl.prompts_per_step)
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7), step)
-        state, m = learner.step(state, ref_params, [prompt_ids[i] for i in idx],
-                                [prompts[i] for i in idx], key)
-        if int(jax.device_get(state.bad_step)) >= 0:
-          raise FloatingPointError(f"non-finite loss or gradients at step {step}")
-        step += 1
-        history.append(m)
-        if step % config.train.log_every == 0 or step == config.train.steps:
-          log.scalars(step, m, prefix="train/")
-          log.text(f"step {step}/{config.train.steps} " + " ".join(
-              f"{k}={m[k]:.4g}" for k in ("reward_mean", "reward_std", "kl", "response_length",
-                                           "loss", "grad_norm", "gen_tokens_per_s")))
-        if ckpt.every and step % ckpt.every == 0:
-          ckpt.save(step, state, order.state())
-    ckpt.save(step, state, order.state(), force=True)
-  finally:
-    ckpt.close()
-    log.close()
-  summary = {"step": step, "first": history[0] if history else None,
-             "last": history[-1] if history else None}
-  if is_main:
-    (workdir_p / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-  return summary
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  try:
-    train(flags.FLAGS.config, flags.FLAGS.workdir)
-  except BAD_INPUT as e:  # a bad or missing prompt file: one line naming it, not a traceback
-    sys.exit(error_line(e))
+  with job.loop():
+    while step < config.train.steps:
+      idx = order.take(rl.prompts_per_step)
+      key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7), step)
+      state, m = learner.step(state, ref_params, [prompt_ids[i] for i in idx],
+                              [prompts[i] for i in idx], key)
+      trainer.check_finite(state)
+      step += 1
+      history.append(m)
+      if step % config.train.log_every == 0 or step == config.train.steps:
+        log.scalars(step, m, prefix="train/")
+        log.text(f"step {step}/{config.train.steps} " + " ".join(
+            f"{k}={m[k]:.4g}" for k in ("reward_mean", "reward_std", "kl", "response_length",
+                                         "loss", "grad_norm", "gen_tokens_per_s")))
+      if job.checkpoint(step, state, order.state()):
+        return {"step": step, "preempted": True}
+    # --- the end
+    job.save_final(step, state, order.state())
+  return job.write_summary({"step": step, "first": history[0] if history else None,
+                            "last": history[-1] if history else None})
 
 
 def run() -> None:
   """The `helpsteer-rlhf` console script: `python -m helpsteer_jax.rlhf.train` by another name."""
-  # Flags defined here, not at import: helpsteer_jax.train defines the same absl flags, and a
-  # process (the test suite) may import both modules.
-  config_flags.DEFINE_config_file("config", None, "experiment config file[:variant]",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
-  flags.mark_flags_as_required(["config", "workdir"])
-  # Config files import their shared base (experiments.base) from the current folder, which
-  # `python -m` puts on sys.path and a console script does not.
-  sys.path.insert(0, os.getcwd())
-  app.run(main)
+  launch.run(train)
 
 
 if __name__ == "__main__":

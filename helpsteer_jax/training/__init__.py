@@ -1,1 +1,2 @@
-"""Training: optimizer, sharded state, the pure train step, checkpoints and logging."""
+"""Training: the paradigm table, optimizer, sharded state, the pure train step, checkpoints,
+logging, and the set-up and command line both trainers share."""

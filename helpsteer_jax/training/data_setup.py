@@ -1,4 +1,8 @@
-"""The training and validation data named by a config, as batchers, with the counts report."""
+"""The training and validation data named by a config, as batchers, with the counts report.
+
+What a batch holds (pairs or rated responses, response masks, packing) is the paradigm's
+(training/tasks.py); where the files are is the config's.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +15,7 @@ from helpsteer_jax.data import (DataError, PackedPairBatcher, PairBatcher, Ratin
                                 encode_pairs, encode_ratings, load_preferences, load_ratings)
 from helpsteer_jax.data.paths import missing_file_message
 from helpsteer_jax.data.reading import is_local_file
+from helpsteer_jax.training.tasks import task_for
 
 
 @dataclasses.dataclass
@@ -62,11 +67,12 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
                      f"{process_count} processes")
   common = dict(process_index=process_index, process_count=process_count,
                 pad_id=tokenizer.pad_token_id, pad_to_multiple_of=d.pad_to_multiple_of)
-  dpo = str(config.loss.name).startswith("dpo")  # DPO sums log-probs over response tokens
+  task = task_for(config.loss.name)
   reports = []
-  if config.loss.name == "regression":
-    if d.get("packing", False):
-      raise ValueError("data.packing packs preference pairs; regression batches are not packed")
+  if d.get("packing", False) and not task.packable:
+    raise ValueError(f"data.packing packs reward-model preference pairs; {task.title} batches "
+                     f"are not packed")
+  if task.batches == "ratings":
     rated, counts = load_ratings(_spec(d.train, d, ratings=True))
     encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
                      d.max_train_examples)
@@ -77,14 +83,12 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
                      d.max_train_examples)
     if d.get("packing", False):
-      if dpo:
-        raise ValueError("data.packing is for reward models; DPO batches are not packed")
       train = PackedPairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
                                 row_length=d.pack_length, max_pairs_per_row=d.pack_max_pairs,
                                 **common)
     else:
       train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
-                          response_mask=dpo, **common)
+                          response_mask=task.response_mask, **common)
   reports.append(f"train {counts.report()} -> {len(encoded)} examples")
   eval_batcher = None
   if d.eval:
@@ -93,10 +97,10 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
                      d.max_eval_examples)
     eval_batcher = PairBatcher(encoded, d.eval_batch_size // process_count, 0, shuffle=False,
-                               response_mask=dpo, **common)
+                               response_mask=task.response_mask, **common)
     reports.append(f"eval {counts.report()} -> {len(encoded)} pairs")
   eval_ratings = None
-  if config.loss.name == "regression" and d.eval_ratings:
+  if task.eval_ratings and d.eval_ratings:
     rated, counts = load_ratings(_spec(d.eval_ratings, d, ratings=True))
     encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
                      d.max_eval_examples)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from helpsteer_jax import losses
 from helpsteer_jax.models.llama import LlamaForCausalLM, LlamaRewardModel
+from helpsteer_jax.models.logprobs import response_logprobs
 from helpsteer_jax.training.step import COUNT_KEY, Objective
 
 
@@ -91,21 +92,6 @@ def regression_objective(model: LlamaRewardModel,
     return loss, metrics
 
   return objective
-
-
-def token_logprobs(model: LlamaForCausalLM, params: Any, input_ids: jax.Array,
-                   attention_mask: jax.Array) -> jax.Array:
-  """log p(input_ids[:, t] | input_ids[:, :t]) for t >= 1: float32 [B, T - 1] (full forward)."""
-  logits = model.apply({"params": params}, input_ids, attention_mask)[:, :-1]
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
-
-
-def response_logprobs(model: LlamaForCausalLM, params: Any, input_ids: jax.Array,
-                      attention_mask: jax.Array, response_mask: jax.Array) -> jax.Array:
-  """Σ log p(response tokens | prompt, earlier tokens): [B]."""
-  logp = token_logprobs(model, params, input_ids, attention_mask)
-  return jnp.sum(jnp.where(response_mask[:, 1:] != 0, logp, 0.0), axis=-1)
 
 
 def dpo_objective(model: LlamaForCausalLM, loss_name: str, *, beta: float) -> Objective:

@@ -1,20 +1,24 @@
-"""Shared base of every experiment config; each paradigm file is a small diff over it.
+"""Shared base of every experiment config; each file under experiments/ is a small diff over it.
 
 Variants (the argument after ':'): `tiny` (random tiny Llama, seconds, used by tests), `smollm2`
 (the packaged SmolLM2-135M-Instruct on this CPU), `llama3_8b` and `llama3_70b` (the paper's
-recipe on Llama-3.1-Instruct, for GPU/TPU meshes).
+recipe on Llama-3.1-Instruct, for GPU/TPU meshes). A config's argument is `variant[,option]`
+(`experiments/dpo.py:smollm2,dpo_scaled`), split by `parse_arg`.
+
+It lives in the package, not beside the experiment files, so that a config file loads from any
+folder (`helpsteer-train --config path/to/experiments/bt.py:tiny`) without touching sys.path.
 """
 from __future__ import annotations
 
-import os
+from typing import Sequence
 
 import ml_collections
 
 from helpsteer_jax.data.paths import HELPSTEER_SAMPLE, packaged, shared_data_dir
+from helpsteer_jax.data.records import ATTRIBUTES
 from helpsteer_jax.sharding import DEFAULT_RULES
 
 VARIANTS = ("tiny", "smollm2", "llama3_8b", "llama3_70b")
-ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 # The other real data files: ../shared/data beside the repository, or $HELPSTEER_SHARED_DATA.
 SHARED_DATA = shared_data_dir()
 # The default training data, shipped inside the package (HelpSteer v1 sample, CC-BY-4.0).
@@ -23,18 +27,61 @@ HELPSTEER_SAMPLE_PATH = packaged(HELPSTEER_SAMPLE)
 PEAK_FLOPS = {"cpu": 400e9, "h100_bf16": 989e12, "tpu_v5p_bf16": 459e12}
 
 
+def parse_arg(arg: str, variants: Sequence[str], options: Sequence[str] = (),
+              default_option: str = "", what: str = "option") -> tuple[str, str]:
+  """`variant[,option]` -> (variant, option), each checked against its choices.
+
+  `default_option` stands in for a missing option; with no `options`, none is accepted.
+  """
+  variant, _, option = arg.partition(",")
+  if variant not in variants:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {tuple(variants)}")
+  option = option or default_option
+  if option and option not in options:
+    raise ValueError(f"unknown {what} {option!r} after {variant!r},; choose one of "
+                     f"{tuple(options)}")
+  return variant, option
+
+
+def model_block(source: str = "tiny") -> ml_collections.ConfigDict:
+  """The model a run starts from and how it runs (see helpsteer_jax.runs)."""
+  return ml_collections.ConfigDict(dict(
+      source=source,  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
+      tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
+      dtype="float32", remat_policy="none", scan_layers=False,
+      # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
+      # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
+      low_precision_dots="xla"))
+
+
+def optim_block(**overrides) -> ml_collections.ConfigDict:
+  """AdamW with warm-up, a schedule and gradient clipping (training/optimizer.py)."""
+  return ml_collections.ConfigDict(dict(
+      lr=1e-5, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=10,
+      schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0) | overrides)
+
+
+def train_block(**overrides) -> ml_collections.ConfigDict:
+  """Loop length, accumulation, logging and checkpoint cadence (training/trainer.py)."""
+  return ml_collections.ConfigDict(dict(
+      steps=0, grad_accum=1, log_every=10, checkpoint_every=100, keep_checkpoints=3,
+      peak_flops_per_device=PEAK_FLOPS["cpu"]) | overrides)
+
+
+def base_blocks(c: ml_collections.ConfigDict) -> None:
+  """The blocks every trainer reads: seed, mesh and sharding rules."""
+  c.seed = 0
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.rules = DEFAULT_RULES
+
+
 def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
   c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.model = ml_collections.ConfigDict(dict(
-      source="tiny",  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
-      tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
-      num_labels=1, dtype="float32", remat_policy="none", scan_layers=False,
-      # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
-      # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
-      low_precision_dots="xla"))
+  base_blocks(c)
+  c.model = model_block()
+  c.model.num_labels = 1
   c.loss = ml_collections.ConfigDict(dict(
       name=loss, normalize="pairs", centering_coef=0.0,
       head_index=0))  # which reward-head output is the reward (BT family)
@@ -53,16 +100,11 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
       # (0: the longest pair, rounded up), at most pack_max_pairs per row; batch_size then
       # counts rows. See data.PackedPairBatcher.
       packing=False, pack_length=0, pack_max_pairs=16))
-  c.optim = ml_collections.ConfigDict(dict(
-      lr=1e-5, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=10,
-      schedule="constant", decay_steps=0, final_lr=0.0, grad_clip=1.0))
-  c.train = ml_collections.ConfigDict(dict(
-      steps=0, epochs=1.0,  # steps > 0 wins; else epochs over the training pairs
-      grad_accum=1, log_every=10, eval_every=0, checkpoint_every=100, keep_checkpoints=3,
-      record_batches=False,  # write a hash of every step's batch to batches.jsonl
-      peak_flops_per_device=PEAK_FLOPS["cpu"]))
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  c.rules = DEFAULT_RULES
+  c.optim = optim_block()
+  c.train = train_block(
+      epochs=1.0,  # steps > 0 wins; else epochs over the training pairs
+      eval_every=0,
+      record_batches=False)  # write a hash of every step's batch to batches.jsonl
   c.init_from = ""  # workdir of another run whose parameters start this one
   c.require_init_from = False  # stage-2 configs set it: training without init_from is an error
   c.init_head_columns = (0,)  # which of its reward-head outputs to keep (used with init_from)
@@ -72,31 +114,19 @@ def get_base_config(loss: str, variant: str) -> ml_collections.ConfigDict:
 
 def _apply_variant(c: ml_collections.ConfigDict, variant: str) -> None:
   if variant == "tiny":
-    c.data.max_length = 256
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 8
-    c.data.max_train_examples = 16
-    c.data.max_eval_examples = 8
-    c.data.pad_to_multiple_of = 32
-    c.train.steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 2
-    c.optim.lr = 1e-3
-    c.optim.warmup_steps = 1
+    c.data.update(max_length=256, batch_size=8, eval_batch_size=8, max_train_examples=16,
+                  max_eval_examples=8, pad_to_multiple_of=32)
+    c.train.update(steps=4, log_every=1, checkpoint_every=2)
+    c.optim.update(lr=1e-3, warmup_steps=1)
   elif variant == "smollm2":
-    c.model.source = "smollm2"
     # Without remat the backward pass of 8 x 1024 tokens needs ~24 GB of XLA temporaries (this
     # machine's whole memory). Full remat keeps only each layer's input and recomputes the rest,
     # but XLA:CPU honours it only inside a scan over layers (unrolled, it hoists the recomputation
     # and the saving vanishes): scanned + full remat needs 2.1 GB (jit(...).memory_analysis()).
-    c.model.remat_policy = "full"
-    c.model.scan_layers = True
-    c.data.max_length = 1024
-    c.data.batch_size = 4
-    c.train.epochs = 1.0
-    c.train.log_every = 5
-    c.train.checkpoint_every = 50
-    c.optim.lr = 1e-5
+    c.model.update(source="smollm2", remat_policy="full", scan_layers=True)
+    c.data.update(max_length=1024, batch_size=4)
+    c.train.update(epochs=1.0, log_every=5, checkpoint_every=50)
+    c.optim.update(lr=1e-5)
   else:  # the paper's recipe (HelpSteer2-Preference, sec. 4) on Llama-3.1
     # The paper starts from Llama-3.1-70B-Instruct; the base models also ship no chat template,
     # which the data encoder needs.

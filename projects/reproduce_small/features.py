@@ -2,7 +2,7 @@
 
 A reward model's output is `score(h_last)`, h_last = LlamaModel(ids)[last real token] (after the
 final norm). With the backbone frozen, h_last is the same for every head, so it is computed once
-per sequence and cached; a head trained on the cache (helpsteer_jax.probe) is then exactly a
+per sequence and cached; a head trained on the cache (probe.py) is then exactly a
 `LlamaRewardModel` with the backbone's parameters and that `score` kernel.
 
 `FeatureCache` computes features in fixed chunks of a deterministic sequence list and writes each
@@ -16,14 +16,16 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.models.llama import LlamaModel, last_token_index
+from helpsteer_jax.models.loading import Pretrained
 
 
 def last_token_fn(cfg: LlamaConfig) -> Callable[..., jax.Array]:
@@ -105,9 +107,8 @@ class FeatureCache:
     return np.concatenate(out)
 
 
-def scorer_for(pre: Any, batch_size: int = 8, pad_to_multiple_of: int = 64) -> Callable:
+def scorer_for(pre: Pretrained, batch_size: int = 8, pad_to_multiple_of: int = 64) -> Callable:
   """A callable sequences -> features [N, D] for a loaded `Pretrained` backbone."""
-  from helpsteer_jax.score import Scorer  # pylint: disable=g-import-not-at-top
   scorer = Scorer(None, pre.params["model"], pad_id=pre.config.pad_token_id or 0,
                   batch_size=batch_size, pad_to_multiple_of=pad_to_multiple_of,
                   fn=last_token_fn(pre.config))

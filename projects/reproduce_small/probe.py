@@ -1,4 +1,4 @@
-"""Reward heads trained on cached frozen-backbone features (see helpsteer_jax.features).
+"""Reward heads trained on cached frozen-backbone features (see features.py).
 
 The head is the reward model's `score` kernel [D, A] (no bias, as LlamaForSequenceClassification);
 a sequence's rewards are h_last @ kernel. Training uses the library's losses unchanged

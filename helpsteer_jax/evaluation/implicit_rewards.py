@@ -1,9 +1,8 @@
-"""Response log-probabilities of a causal LM, and the DPO rewards RewardBench builds from them.
+"""DPO implicit rewards, as RewardBench computes them for causal LMs, from response log-probs.
 
-For a sequence x_0..x_{T-1} whose response starts at token `start` (the prompt/response boundary
-from `data.encoding.ChatEncoder`), the response log-probs are log pi(x_t | x_<t) for
-start <= t < T: log_softmax of the float32 logits, evaluated at x_t; prompt tokens never count.
-Per sequence we keep three statistics, from which every reward variant follows:
+A DPO-trained policy pi has no reward head; its reward is implicit in its log-probabilities of the
+response tokens (prompt tokens never count). Per sequence the scorer keeps three statistics of
+those log-probs (models/logprobs.py `response_stats`), from which every variant follows:
 
   sum   = sum_t log pi(x_t | x_<t)
   count = number of response tokens
@@ -22,32 +21,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from helpsteer_jax.models import LlamaForCausalLM
+from helpsteer_jax.models.llama import LlamaForCausalLM
+from helpsteer_jax.models.logprobs import response_stats
 
 REFERENCE_FREE = ("sum", "average", "norm")
 _ALIASES = {"avg": "average", "mean": "average"}
 
 
-def response_stats(logits_btv: jax.Array, ids_bt: jax.Array, mask_bt: jax.Array,
-                   starts_b: jax.Array) -> jax.Array:
-  """[B, 3] float32 (sum, count, sumsq) of response-token log-probs; see the module docstring."""
-  logits = logits_btv[:, :-1].astype(jnp.float32)
-  # log_softmax read at the target token only: logit[target] - logsumexp(logits), so no second
-  # [B, T, V] array is materialised.
-  target = jnp.take_along_axis(logits, ids_bt[:, 1:, None], axis=-1)[..., 0]  # [B, T-1]: token t+1
-  tok = target - jax.nn.logsumexp(logits, axis=-1)
-  pos = jnp.arange(1, ids_bt.shape[1])[None, :]
-  keep = (pos >= starts_b[:, None]) & (mask_bt[:, 1:] > 0)
-  tok = jnp.where(keep, tok, 0.0)
-  return jnp.stack([tok.sum(-1), keep.sum(-1).astype(jnp.float32), (tok * tok).sum(-1)], axis=-1)
-
-
 def stats_fn(model: LlamaForCausalLM, reference_model: LlamaForCausalLM | None = None):
-  """fn(params, ids, mask, starts) for `score.Scorer`: [B, 3] stats of `model`; with a
+  """fn(params, ids, mask, starts) for `evaluation.scorer.Scorer`: [B, 3] stats of `model`; with a
   `reference_model`, params is {"policy": ..., "reference": ...} and the result [B, 6] is policy
   then reference stats (two forward passes, even when both are the same weights)."""
 
