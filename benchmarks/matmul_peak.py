@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import machine
+
 F32, BF16 = "float32", "bfloat16"
 # name: (lhs shape, rhs shape, transpose lhs, transpose rhs, operand dtype, result dtype)
 SHAPES = {
@@ -66,7 +68,8 @@ def main() -> None:
   if args.child:
     print(json.dumps(child()))
     return
-  print(f"matmul GFLOP/s (best of 10; float32 unless named), {os.cpu_count()} CPU cores")
+  print(machine.header())
+  print("matmul GFLOP/s (best of 10; float32 unless named)")
   print(f"{'XLA_FLAGS':40s} " + " ".join(f"{n:>18s}" for n in SHAPES))
   for flags in args.flags.split("|"):
     env = dict(os.environ, XLA_FLAGS=flags)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -33,8 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.padding import PAIR_FILES  # noqa: E402
+from padding import PAIR_FILES  # noqa: E402  (this folder is on sys.path when run as a script)
 from helpsteer_jax.data import (PackedPairBatcher, PairBatcher, encode_pairs,  # noqa: E402
                                 load_preferences)
 from helpsteer_jax.data.batching import round_up  # noqa: E402

@@ -7,7 +7,6 @@ read from its NamedSharding on a fake CPU mesh of `--devices` devices.
 """
 import argparse
 import os
-import sys
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--config", default="experiments/scaled_bt.py:llama3_70b")
@@ -16,7 +15,6 @@ ap.add_argument("--mesh", default="", help="override, e.g. data=1,fsdp=8,tensor=
 args = ap.parse_args()
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 os.environ["JAX_PLATFORMS"] = "cpu"
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import importlib.util  # noqa: E402
 import math  # noqa: E402

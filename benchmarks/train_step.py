@@ -19,6 +19,11 @@ activations, framework runtime).
 
 Implementations:
   jax_fp32          our train_step (helpsteer_jax.training.step), float32, scan over layers
+  jax_fp32_autodiff float32 with the projections' backward left to autodiff
+                    (model.projection_vjp="autodiff"; not run by default)
+  jax_fp32_before   float32 as it was before issue 16: autodiff projections and
+                    jax.nn.dot_product_attention's XLA path (attention_impl="xla"); not run by
+                    default
   jax_fp32_remat    + full remat (what :smollm2 uses at 1024 tokens)
   jax_fp32_unrolled float32, layers unrolled (not run by default: minutes of XLA compile)
   jax_bf16          bfloat16 compute, float32 master weights and optimizer, projections as bf16
@@ -47,8 +52,10 @@ import subprocess
 import sys
 import time
 
+import machine
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JAX_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
+JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_before", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
              "jax_fp32_unrolled")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
@@ -66,7 +73,11 @@ def _config(impl: str):
   if impl == "jax_fp32_unrolled":
     return cfg  # 30 layers inlined: XLA:CPU compiles it for minutes
   cfg = cfg.replace(scan_layers=True)
-  if impl == "jax_fp32_remat":
+  if impl == "jax_fp32_autodiff":
+    cfg = cfg.replace(projection_vjp="autodiff")
+  elif impl == "jax_fp32_before":
+    cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla")
+  elif impl == "jax_fp32_remat":
     cfg = cfg.replace(remat_policy="full")
   elif impl == "jax_bf16_xladot":
     cfg = cfg.replace(dtype="bfloat16")
@@ -283,6 +294,8 @@ def main() -> None:
     impls = [i for i in impls if i not in TRL_IMPLS]
   common = ["--mode", args.mode, "--batch", str(batch), "--length", str(length),
             "--steps", str(args.steps)]
+  info = machine.describe()
+  print(machine.header(info), flush=True)
   peak = _spawn(["--child", "peak"])["peak_flops"]
   tokens = (2 * batch if train else batch) * length
   flops_per_token = train_flops_per_token(_config("jax_fp32_unrolled"), length) / (1 if train else 3)
@@ -320,7 +333,7 @@ def main() -> None:
     print(f"{impl:15s} {b['median_s']:8.3f} {tps:9.1f} {gflops:8.1f} {gflops * 1e9 / peak:6.1%} "
           f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f} {vs_trl:14.2f}")
   print(json.dumps({"mode": args.mode, "batch": batch, "length": length, "peak_flops": peak,
-                    "rows": rows}))
+                    "machine": info, "rows": rows}))
 
 
 if __name__ == "__main__":

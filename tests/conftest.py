@@ -5,6 +5,13 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Persistent XLA compilation cache, shared by the xdist workers and the CLI subprocesses the tests
+# start (they inherit the environment): a second run of the suite skips most compiles. Keyed by
+# the HLO, the flags and the jax/jaxlib versions, so a stale entry is never used; point
+# $JAX_COMPILATION_CACHE_DIR elsewhere (or at an empty folder) to change or defeat it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(os.path.expanduser("~"), ".cache", "helpsteer_jax", "xla_tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 from pathlib import Path  # noqa: E402
 

@@ -78,3 +78,33 @@ def test_f32_accumulate_matches_xla_bf16_and_float32():
 def test_unknown_setting_is_an_error():
   with pytest.raises(ValueError, match="low_precision_dots"):
     TINY.replace(low_precision_dots="fast")
+
+
+def _transposes(jaxpr) -> int:
+  n = sum(1 for eqn in jaxpr.eqns if eqn.primitive.name == "transpose")
+  return n + sum(_transposes(sub) for eqn in jaxpr.eqns for sub in jax.core.jaxprs_in_params(eqn.params))
+
+
+def test_explicit_projection_vjp_equals_autodiff_without_transposes():
+  """float32: the written-out projection backward gives autodiff's gradients with no transposes."""
+  ids = jnp.asarray(np.random.default_rng(0).integers(1, 128, (2, 2, 12)), jnp.int32)
+  params = nn.unbox(LlamaRewardModel(TINY, 1).init(jax.random.PRNGKey(0), ids[0])["params"])
+  out, n_transposes = {}, {}
+  for setting in ("explicit", "autodiff"):
+    model = LlamaRewardModel(TINY.replace(projection_vjp=setting), num_labels=1)
+    loss = lambda p, model=model: -jnp.mean(jax.nn.log_sigmoid(
+        jnp.diff(model.apply({"params": p}, ids.reshape(4, 12)).reshape(2, 2), axis=1)))
+    out[setting] = jax.value_and_grad(loss)(params)
+    n_transposes[setting] = _transposes(jax.make_jaxpr(jax.grad(loss))(params).jaxpr)
+  (l_ex, g_ex), (l_ad, g_ad) = out["explicit"], out["autodiff"]
+  np.testing.assert_allclose(l_ex, l_ad, rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(g_ex), jax.tree_util.tree_leaves(g_ad)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float32 sums in another order
+  # Autodiff transposes the cotangent of every projection (7 per layer) or its result; the
+  # explicit backward contracts in place. What is left are attention's own transposes.
+  assert n_transposes["autodiff"] - n_transposes["explicit"] >= 7 * TINY.num_hidden_layers
+
+
+def test_unknown_projection_vjp_is_an_error():
+  with pytest.raises(ValueError, match="projection_vjp"):
+    TINY.replace(projection_vjp="manual")

@@ -44,12 +44,21 @@ class LlamaConfig:
   param_dtype: str = "float32"
   remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_no_batch"
   scan_layers: bool = False
-  attention_impl: str | None = None  # None lets jax.nn.dot_product_attention choose; "xla"/"cudnn"
+  # "grouped": models/llama.grouped_attention (XLA dots in a layout with no score transposes;
+  # the fastest on XLA:CPU); "xla" / "cudnn" / None: jax.nn.dot_product_attention with that
+  # implementation (None lets jax choose). "grouped", "xla" and None take any mask; "cudnn" takes
+  # causal right-padded rows only (flash attention with sequence lengths; left-padded or packed
+  # rows give NaN, so the non-finite guard stops a run) and decodes on XLA. See llama.py.
+  attention_impl: str | None = "grouped"
   # Projections in a low-precision dtype: "xla" leaves the dot to XLA; "f32_accumulate" gives
   # XLA bf16 operands with a float32 result (cast back), forward and backward (custom VJP). XLA:CPU
   # runs bf16 -> bf16 dots in float32 but bf16 -> f32 dots on AMX / AVX512-BF16 kernels (about 5x
   # the float32 matmul rate here; benchmarks/RESULTS.md). No effect in float32.
   low_precision_dots: str = "xla"
+  # Backward pass of the projections: "explicit" writes dx and dw as dot_generals that need no
+  # transposed activation copies (models/llama.projection_matmul); "autodiff" leaves the dot and
+  # its transpose to JAX and XLA (slower on XLA:CPU: benchmarks/RESULTS.md). Same numbers.
+  projection_vjp: str = "explicit"
 
   def __post_init__(self):
     if self.num_key_value_heads is None:
@@ -61,6 +70,10 @@ class LlamaConfig:
                        f"num_key_value_heads={self.num_key_value_heads}")
     if self.low_precision_dots not in ("xla", "f32_accumulate"):
       raise ValueError(f"low_precision_dots={self.low_precision_dots!r}: 'xla' or 'f32_accumulate'")
+    if self.attention_impl not in ("grouped", "xla", "cudnn", None):
+      raise ValueError(f"attention_impl={self.attention_impl!r}: 'grouped', 'xla', 'cudnn' or None")
+    if self.projection_vjp not in ("explicit", "autodiff"):
+      raise ValueError(f"projection_vjp={self.projection_vjp!r}: 'explicit' or 'autodiff'")
     if self.rope_scaling is not None:
       kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
       if kind not in ("llama3", "default"):
@@ -131,6 +144,13 @@ PRESETS: dict[str, LlamaConfig] = {
                                 rms_norm_eps=1e-5, rope_theta=100000.0,
                                 max_position_embeddings=8192, tie_word_embeddings=True,
                                 bos_token_id=1, eos_token_id=2, pad_token_id=2),
+    # Llama-3.2-1B (1,235,814,400 parameters, tied embeddings): the GPU suite's 1B-class model.
+    "llama3_2_1b": LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
+                               num_hidden_layers=16, num_attention_heads=32,
+                               num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500000.0,
+                               rope_scaling=dict(_LLAMA31_ROPE, factor=32.0),
+                               max_position_embeddings=131072, tie_word_embeddings=True,
+                               bos_token_id=128000, eos_token_id=128001),
     "llama3_8b": LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
                              num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
                              rms_norm_eps=1e-5, rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE,

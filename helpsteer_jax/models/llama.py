@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -48,48 +49,71 @@ _REMAT_POLICIES = {
 }
 
 
-@jax.custom_vjp
-def matmul_f32_accumulate(x: Array, w: Array) -> Array:
-  """x [..., i] @ w [i, o] with float32 accumulation and result, cast back to x's dtype.
+def _projection(x: Array, w: Array, dims, preferred) -> Array:
+  return jax.lax.dot_general(x, w, (dims, ((), ())), preferred_element_type=preferred)
 
-  The backward pass does the same for dx = ct @ w.T and dw = x.T @ ct (ct cast to x's dtype), so
-  every dot of the step has low-precision operands and a float32 result.
+
+@functools.cache
+def projection_matmul(accumulate: str | None) -> Callable[[Array, Array], Array]:
+  """x [..., i] @ w [i, o] -> [..., o] in x's dtype, with the backward pass written out.
+
+  The backward is dx = ct @ w^T and dw = x^T @ ct, both as dot_generals that contract the
+  operands where they lie (w's output axis, the flattened token axis of x and ct), so no
+  transposed copy of an activation is materialised: autodiff of a dot leaves XLA to transpose
+  the cotangent first, and XLA:CPU fuses that transpose into the elementwise producer (the
+  SiLU and gate products of the MLP), which then runs several times slower than the matmul
+  it feeds (benchmarks/RESULTS.md, profile of the float32 train step).
+
+  accumulate: dtype of the dots' results before the cast back to x's dtype (None: x's dtype).
+  "float32" with bf16 operands is `low_precision_dots="f32_accumulate"`: bf16 x bf16 -> f32
+  dots, which XLA:CPU runs on AMX / AVX512-BF16 kernels; ct is cast to x's dtype first, so every
+  dot of the step has low-precision operands and a float32 result.
   """
-  return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
-                             preferred_element_type=jnp.float32).astype(x.dtype)
+  preferred = None if accumulate is None else jnp.dtype(accumulate)
+
+  @jax.custom_vjp
+  def matmul(x, w):
+    return _projection(x, w, ((x.ndim - 1,), (0,)), preferred).astype(x.dtype)
+
+  def fwd(x, w):
+    return matmul(x, w), (x, w)
+
+  def bwd(res, ct):
+    x, w = res
+    ct = ct.astype(x.dtype)
+    dx = _projection(ct, w, ((ct.ndim - 1,), (1,)), preferred).astype(x.dtype)
+    dw = _projection(x.reshape(-1, x.shape[-1]), ct.reshape(-1, ct.shape[-1]), ((0,), (0,)),
+                     preferred)
+    return dx, dw.astype(w.dtype)
+
+  matmul.defvjp(fwd, bwd)
+  return matmul
 
 
-def _matmul_fwd(x, w):
-  return matmul_f32_accumulate(x, w), (x, w)
+matmul_f32_accumulate = projection_matmul("float32")
 
 
-def _matmul_bwd(res, ct):
-  x, w = res
-  ct = ct.astype(x.dtype)
-  dx = jax.lax.dot_general(ct, w, (((ct.ndim - 1,), (1,)), ((), ())),
-                           preferred_element_type=jnp.float32).astype(x.dtype)
-  dw = jax.lax.dot_general(x.reshape(-1, x.shape[-1]), ct.reshape(-1, ct.shape[-1]),
-                           (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-  return dx, dw.astype(w.dtype)
-
-
-matmul_f32_accumulate.defvjp(_matmul_fwd, _matmul_bwd)
-
-
-def _dot_f32_accumulate(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-  """`nn.Dense`'s dot_general: contract lhs's last axis with rhs's first."""
-  del precision, preferred_element_type  # float32 accumulation is the point
-  if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
-    raise ValueError(f"unexpected Dense dot dimensions {dimension_numbers}")
-  return matmul_f32_accumulate(lhs, rhs)
+def _dense_dot(matmul: Callable[[Array, Array], Array]):
+  """`nn.Dense`'s dot_general argument: contract lhs's last axis with rhs's first via matmul."""
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type  # the matmul fixes its own result dtype
+    if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
+      raise ValueError(f"unexpected Dense dot dimensions {dimension_numbers}")
+    return matmul(lhs, rhs)
+  return dot_general
 
 
 def _dense(features: int, axes: tuple[str, str], cfg: LlamaConfig, name: str) -> nn.Dense:
   # HF initialises linear layers with N(0, 0.02); only used for fresh (random) models.
-  low = cfg.low_precision_dots == "f32_accumulate" and jnp.dtype(cfg.dtype) != jnp.float32
+  low = jnp.dtype(cfg.dtype) != jnp.float32
+  if cfg.projection_vjp == "autodiff" or (low and cfg.low_precision_dots == "xla"):
+    dot_general = None  # XLA's own dot, differentiated by JAX
+  else:
+    f32_acc = low and cfg.low_precision_dots == "f32_accumulate"
+    dot_general = _dense_dot(projection_matmul("float32" if f32_acc else None))
   return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                   kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
-                  dot_general=_dot_f32_accumulate if low else None, name=name)
+                  dot_general=dot_general, name=name)
 
 
 class RMSNorm(nn.Module):
@@ -135,6 +159,69 @@ def apply_rope(x_bthd: Array, positions_bt: Array, inv_freq: Array) -> Array:
   return x_bthd * cos + jnp.concatenate([-x2, x1], axis=-1) * sin
 
 
+def causal_lengths(mask_b1tt: Array) -> tuple[Array, Array]:
+  """Lengths L [B] (int32) of right-padded rows, and whether the mask is exactly that.
+
+  `fits` (a scalar) is True when every row of the mask is `attention_mask_4d` of a row with L real
+  tokens followed by padding: query q < L sees keys 0..q, a later query only itself. L is read
+  off the last query's row (the keys it sees before the first unseen one). Left-padded rows and
+  packed segments do not fit.
+  """
+  t = mask_b1tt.shape[-1]
+  lengths = jnp.sum(jnp.cumprod(mask_b1tt[:, 0, -1, :].astype(jnp.int32), axis=-1), axis=-1)
+  q, k = jnp.arange(t)[:, None], jnp.arange(t)[None, :]
+  expected = ((k <= q)[None] & (k < lengths[:, None, None])) | (k == q)[None]
+  return lengths.astype(jnp.int32), jnp.all(mask_b1tt[:, 0] == expected)
+
+
+def causal_padded_attention(q: Array, k: Array, v: Array, mask_b1tt: Array, scale: float,
+                            implementation: str | None) -> Array:
+  """Attention over right-padded rows as `is_causal` plus sequence lengths (cuDNN's flash path).
+
+  Given a boolean mask, jax hands cuDNN a [B, 1, T, T] additive bias: the kernel reads it (and
+  writes its gradient) and cannot skip the blocks above the diagonal. Causal masking plus per-row
+  query and key lengths is what cuDNN's flash attention takes natively, and on the rows of
+  `attention_mask_4d` it gives every real query the same keys. Queries from L on are padding:
+  their outputs are zero instead of the token attending to itself, and with causal attention over
+  right padding no real token and no reward reads them. A mask of another form (left padding,
+  packed segments) makes the output NaN instead of silently wrong: those keep attention_impl
+  "xla" (or None), which takes any mask.
+  """
+  lengths, fits = causal_lengths(mask_b1tt)
+  lengths = jnp.maximum(lengths, 1)  # an all-padding row: cuDNN is never asked for length 0
+  out = jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True,
+                                     query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                     implementation=implementation)
+  return jnp.where(fits, out, jnp.nan)
+
+
+def grouped_attention(q_bthd: Array, k_bskd: Array, v_bskd: Array, mask_b1ts: Array,
+                      scale: float) -> Array:
+  """Grouped-query attention as two batched dots in [batch, kv_heads, group * T, ...] layout.
+
+  The same numbers as jax.nn.dot_product_attention's XLA path (softmax in float32, masked
+  scores at the float32 minimum), written so that neither the forward nor the autodiff backward
+  moves a [B, heads, T, S] score tensor between layouts: q is laid out once as
+  [B, kv_heads, group * T, head_dim] (a copy the size of q), the scores come out of the dot in
+  the layout the softmax and the second dot read, and the mask broadcasts over the group axis.
+  XLA's own path vmaps over the group and, on XLA:CPU, copies the scores, probabilities and
+  their gradients transposed six times per layer (benchmarks/RESULTS.md).
+  """
+  b, t, h, d = q_bthd.shape
+  s, kv = k_bskd.shape[1], k_bskd.shape[2]
+  g = h // kv
+  q = q_bthd.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, d)
+  k = k_bskd.transpose(0, 2, 1, 3)  # [B, kv, S, d]
+  v = v_bskd.transpose(0, 2, 1, 3)
+  batch = ((0, 1), (0, 1))
+  scores = jax.lax.dot_general(q, k, (((3,), (3,)), batch), preferred_element_type=jnp.float32)
+  scores = scores.reshape(b, kv, g, t, s) * jnp.float32(scale)
+  scores = jnp.where(mask_b1ts[:, :, None], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv, g * t, s)
+  out = jax.lax.dot_general(probs, v, (((3,), (2,)), batch))  # [B, kv, g * T, d]
+  return out.reshape(b, kv, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
 class LlamaAttention(nn.Module):
   cfg: LlamaConfig
 
@@ -157,9 +244,14 @@ class LlamaAttention(nn.Module):
       cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, start)
       cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
       k, v = cached_k.value, cached_v.value
-    # Grouped-query attention is handled inside dot_product_attention (h % kv == 0).
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
-                                       implementation=cfg.attention_impl)
+    if cfg.attention_impl == "grouped":  # any mask, cached decoding included
+      out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5)
+    elif cfg.attention_impl == "cudnn" and cache_index is None:
+      out = causal_padded_attention(q, k, v, mask_b1tt, hd ** -0.5, "cudnn")
+    else:  # decoding (t new queries over S cached slots) keeps its mask, on XLA under "cudnn"
+      impl = "xla" if cfg.attention_impl == "cudnn" else cfg.attention_impl
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
+                                         implementation=impl)
     return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, t, h * hd))
 
 
