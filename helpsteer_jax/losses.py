@@ -1,4 +1,4 @@
-"""Reward-model losses: pairwise Bradley-Terry variants, SteerLM regression and DPO.
+"""Reward-model losses: pairwise Bradley-Terry variants, SteerLM regression, DPO and SPIN.
 
 Every loss is a pure function of keyword-only arrays, computed in float32, returning
 `(loss, metrics)` with `metrics` a dict of scalar float32 arrays. Padding is handled by masks, never
@@ -214,6 +214,41 @@ def dpo(*, policy_chosen_logps: jax.Array, policy_rejected_logps: jax.Array,
       "num_pairs": n,
   }
   return loss, metrics
+
+
+def spin(*, policy_real_logps: jax.Array, policy_generated_logps: jax.Array,
+         ref_real_logps: jax.Array, ref_generated_logps: jax.Array, mask: jax.Array,
+         beta: float = 0.1) -> tuple[jax.Array, Metrics]:
+  """SPIN (Self-Play Fine-Tuning, Chen et al. 2024) on sequence log-probs of response tokens.
+
+  y is the SFT data's response to prompt x ("real"), y' the previous iterate's own generation for
+  the same prompt ("generated"), and the reference p_t is that previous iterate (frozen). With
+  the logistic loss ℓ(t) = log(1 + e^{−t}) and β the paper's λ, per pair, averaged over real pairs:
+
+    h = β[(log p(y|x) − log p_t(y|x)) − (log p(y'|x) − log p_t(y'|x))],   loss = ℓ(h) = −log σ(h)
+
+  This is DPO's regular loss with the SFT response as chosen and the generation as rejected;
+  what makes it SPIN is where the pair and the reference come from (the iteration loop). Metrics:
+  "accuracy" (h > 0: the real response has the higher implicit reward), "reward_real",
+  "reward_generated" (β times each log-ratio), "margin" (mean h) and "num_pairs".
+  """
+  real, n = _real_pairs(mask)
+  beta = _f32(beta)
+  # The previous iterate is frozen, as DPO's reference is.
+  ref_y = jax.lax.stop_gradient(_keep(_f32(ref_real_logps), real))
+  ref_g = jax.lax.stop_gradient(_keep(_f32(ref_generated_logps), real))
+  log_ratio_y = _keep(_f32(policy_real_logps), real) - ref_y
+  log_ratio_g = _keep(_f32(policy_generated_logps), real) - ref_g
+  h = beta * (log_ratio_y - log_ratio_g)
+  loss = _safe_div(jnp.sum(_keep(_neg_log_sigmoid(h), real)), n)
+  return loss, {
+      "loss": loss,
+      "accuracy": _safe_div(jnp.sum(real & (h > 0), dtype=jnp.float32), n),
+      "reward_real": _safe_div(jnp.sum(beta * log_ratio_y), n),
+      "reward_generated": _safe_div(jnp.sum(beta * log_ratio_g), n),
+      "margin": _safe_div(jnp.sum(h), n),
+      "num_pairs": n,
+  }
 
 
 PAIRWISE_LOSSES: Mapping[str, LossFn] = {"bt": bt, "margin_bt": margin_bt, "scaled_bt": scaled_bt}

@@ -1,0 +1,193 @@
+"""LLM-as-a-judge scoring: the rubric parser, the expected-score arithmetic and the one-forward
+deterministic judge on a tiny random Llama.
+
+Tolerances: the expected score and distribution from the judge equal a manual computation (full
+[T, V] forward of each prompt alone, unpadded, float64 softmax in NumPy) within 1e-5 absolute:
+float32 logits, and the judge's batched, padded forward reads one position (its own matmul
+shapes), measured differences ~1e-7. Hand-computed arithmetic is checked at 1e-6 (float32).
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from helpsteer_jax.evaluation import judges
+from helpsteer_jax.evaluation.judges import Judgment, ScoreScale, parse_score
+from helpsteer_jax.models import PRESETS, LlamaForCausalLM
+
+TINY = PRESETS["tiny"]  # vocab 256, pad 0, bos 1, eos 2
+
+
+# ----------------------------------------------------------------------------- the parser
+@pytest.mark.parametrize("text,expected", [
+    ("The response is relevant and complete.\nScore: 4", Judgment(4.0)),
+    ("Reasoning...\nScore: 0", Judgment(0.0)),
+    ("score:5", Judgment(5.0)),
+    ("Score: **3**", Judgment(3.0)),
+    ("Score: 4/5", Judgment(4.0)),
+    ("Score: 2 out of 5.", Judgment(2.0)),
+    ("Score: 3.", Judgment(3.0)),
+    ("Score: 2.5", Judgment(2.5)),
+    # The last "Score:" wins (a judge that restates the format first).
+    ('I must answer as "Score: <points>".\nScore: 1', Judgment(1.0)),
+    ("Score: 4\nOn reflection, Score: 2", Judgment(2.0)),
+])
+def test_parse_well_formed(text, expected):
+  assert parse_score(text) == expected
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("A fine answer, I would give it four points.", "missing"),
+    ("", "missing"),
+    ("Scores vary: 3", "missing"),
+    ("Score: four", "malformed"),
+    ("Score:", "malformed"),
+    ("Score: <points>", "malformed"),
+    ("Score: 3/10", "malformed"),  # another scale's denominator
+    ("Score: 7", "out_of_range"),
+    ("Score: -1", "out_of_range"),
+    ("Score: 5.5", "out_of_range"),
+])
+def test_parse_unscorable_is_counted_never_zero(text, reason):
+  j = parse_score(text)
+  assert j.score is None and j.reason == reason
+
+
+def test_parse_on_a_one_to_five_scale():
+  assert parse_score("Score: 0", ScoreScale(1, 5)) == Judgment(None, "out_of_range")
+  assert parse_score("Score: 1", ScoreScale(1, 5)) == Judgment(1.0)
+
+
+def test_mean_over_samples_ignores_unscorable():
+  s = judges.mean_score(["Score: 4", "no score here", "Score: 2", "Score: 9", "Score: x"])
+  assert s.mean == 3.0 and s.scores == [4.0, 2.0]
+  assert dict(s.unscorable) == {"missing": 1, "out_of_range": 1, "malformed": 1}
+  assert s.num_unscorable == 3
+  none = judges.mean_score(["Score: 6", "nothing"])
+  assert none.mean is None and none.scores == [] and none.num_unscorable == 2
+  assert judges.mean_score([]).mean is None
+
+
+def test_pairwise_verdict_and_templates():
+  assert judges.parse_verdict("A is clearer.\nVerdict: A") == "A"
+  assert judges.parse_verdict("Verdict: **B**") == "B"
+  assert judges.parse_verdict("Verdict: [[a]]") == "A"
+  assert judges.parse_verdict("Both are fine.") is None
+  text = judges.render(judges.PAIRWISE_PROMPT, prompt="Q?", response_a="x", response_b="y")
+  assert "<response_a>x</response_a>" in text and text.endswith('"Verdict: B".')
+  rubric = judges.render(judges.RUBRIC_PROMPT, prompt="What is 2+2?", response="4")
+  assert "<question>What is 2+2?</question>" in rubric and "Score: <points>" in rubric
+  with pytest.raises(ValueError, match=r"needs fields \['response'\]"):
+    judges.render(judges.RUBRIC_PROMPT, prompt="Q")
+  # Braces inside a response are content, not fields.
+  assert "{x}" in judges.render("{prompt} {response}", prompt="a", response="{x}")
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def test_expected_score_by_hand():
+  # Two rows over a 6-token vocabulary; score tokens are ids 5, 3, 4 for values 1, 2, 3.
+  logits = np.array([[9.0, 9.0, 9.0, 0.0, math.log(2.0), 0.0],     # p = 1/4, 1/4, 2/4
+                     [-9.0, 0.0, 0.0, 5.0, 5.0, 5.0]], np.float32)  # p = 1/3 each
+  e, p = judges.expected_score(logits, [5, 3, 4], [1.0, 2.0, 3.0])
+  np.testing.assert_allclose(np.asarray(p), [[0.25, 0.25, 0.5], [1 / 3, 1 / 3, 1 / 3]],
+                             atol=1e-6)
+  # 1/4 * 1 + 1/4 * 2 + 2/4 * 3 = 2.25;  (1 + 2 + 3) / 3 = 2.
+  np.testing.assert_allclose(np.asarray(e), [2.25, 2.0], atol=1e-6)
+  # Logits of other tokens never matter; a shift of the score logits neither.
+  e2, _ = judges.expected_score(logits + np.array([100, -50, 3, 7, 7, 7], np.float32),
+                                [5, 3, 4], [1.0, 2.0, 3.0])
+  np.testing.assert_allclose(np.asarray(e2), [2.25, 2.0], atol=1e-5)
+  assert ScoreScale().values.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+# ----------------------------------------------------------------------------- tiny judge
+def _tiny_tokenizer(digits=tuple(str(d) for d in range(10))):
+  """Word-level over TINY's 256 ids: specials, chat roles, "Score:", digits and w<i> fillers."""
+  from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
+  from transformers import PreTrainedTokenizerFast  # pylint: disable=g-import-not-at-top
+  words = ["<pad>", "<s>", "</s>", "<unk>", "user:", "assistant:", "Score:", *digits]
+  vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(TINY.vocab_size
+                                                                     - len(words))])}
+  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+  fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                                 eos_token="</s>", unk_token="<unk>")
+  fast.chat_template = ("<s>{% for m in messages %} {{ m['role'] }}: {{ m['content'] }} </s>"
+                        "{% endfor %}{% if add_generation_prompt %} assistant:{% endif %}")
+  return fast
+
+
+@pytest.fixture(scope="module")
+def params():
+  model = LlamaForCausalLM(TINY)
+  return nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32)))["params"]
+
+
+def test_score_tokens_resolved_from_the_tokenizer():
+  tok = _tiny_tokenizer()
+  assert judges.score_token_ids(tok) == [7, 8, 9, 10, 11, 12]  # "0".."5" after "Score:"
+  assert judges.score_token_ids(tok, ScoreScale(1, 5)) == [8, 9, 10, 11, 12]
+  # No space: "Score:3" is one (unknown) word, so the value is not a token of its own.
+  with pytest.raises(ValueError, match="score 0 is not a single token after 'Score:'"):
+    judges.score_token_ids(tok, score_prefix="Score:")
+  with pytest.raises(ValueError, match="score 4 is the unknown token"):
+    judges.score_token_ids(_tiny_tokenizer(digits=("0", "1", "2", "3")))
+
+
+def test_last_token_logits_left_or_right_padded(params):
+  model = LlamaForCausalLM(TINY)
+  seqs = [[1, 20, 21, 22, 23, 6], [1, 30, 6], [1, 40, 41, 6]]
+  full = [np.asarray(model.apply({"params": params}, jnp.asarray([s])))[0, -1] for s in seqs]
+  t = 8
+  right = np.zeros((3, t), np.int32)
+  left = np.zeros((3, t), np.int32)
+  for i, s in enumerate(seqs):
+    right[i, :len(s)] = s
+    left[i, t - len(s):] = s
+  for ids in (right, left):
+    out = np.asarray(judges.last_token_logits(model, params, jnp.asarray(ids),
+                                              jnp.asarray((ids != 0).astype(np.int32))))
+    assert out.shape == (3, TINY.vocab_size) and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.stack(full), atol=1e-5, rtol=0)
+
+
+def test_deterministic_judge_end_to_end_equals_manual(params):
+  tok = _tiny_tokenizer()
+  template = "w5 w6 {prompt} w7 {response} w8"  # a config's own template (words of the vocab)
+  judge = judges.DeterministicJudge(LlamaForCausalLM(TINY), params, tok, template=template,
+                                    batch_size=2, pad_to_multiple_of=8, max_length=40)
+  prompts = [[{"role": "user", "content": "w10 w11"}], [{"role": "user", "content": "w12"}],
+             [{"role": "user", "content": "w13 w14 w15"}]]
+  responses = ["w20 w21 w22", "w23", "w24 w25"]
+  out = judge(prompts, responses)
+  assert out.expected.shape == (3,) and out.probs.shape == (3, 6) and out.too_long == 0
+  assert np.isfinite(out.expected).all()
+  assert ((out.expected >= 0) & (out.expected <= 5)).all()
+  np.testing.assert_allclose(out.probs.sum(-1), 1.0, atol=1e-6)
+  assert judge.ask_text(prompts[1], responses[1]) == "<s> user: w5 w6 w12 w7 w23 w8 </s> assistant:"
+  # The prefix is tokenised on its own (joined, "assistant:Score:" would be one unknown word).
+  w = lambda i: 17 + i  # "w<i>" follows the 7 special words and 10 digits
+  assert judge.encode(prompts[1], responses[1]) == [1, 4, w(5), w(6), w(12), w(7), w(23), w(8),
+                                                    2, 5, 6]
+  # Manual: each prompt alone through the full causal LM, the last position's score logits.
+  model = LlamaForCausalLM(TINY)
+  for i, (p, r) in enumerate(zip(prompts, responses)):
+    ids = judge.encode(p, r)
+    assert ids[-1] == 6  # the sequence ends with "Score:", right before the score token
+    logits = np.asarray(model.apply({"params": params}, jnp.asarray([ids])), np.float64)[0, -1]
+    sl = logits[[7, 8, 9, 10, 11, 12]]
+    prob = np.exp(sl - sl.max())
+    prob /= prob.sum()
+    np.testing.assert_allclose(out.probs[i], prob, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out.expected[i], prob @ np.arange(6), atol=1e-5, rtol=0)
+  # Too long for max_length: not scored (NaN), counted, never a number.
+  short = judges.DeterministicJudge(model, params, tok, template=template, max_length=12,
+                                    batch_size=2, pad_to_multiple_of=8)
+  cut = short(prompts, responses)
+  assert cut.too_long == 2 and np.isnan(cut.expected[[0, 2]]).all()
+  np.testing.assert_allclose(cut.expected[1], out.expected[1], atol=1e-5)
+  # As a benchmark ScoreFn.
+  np.testing.assert_allclose(judge.score_fn()(prompts, responses), out.expected, atol=1e-12)
