@@ -229,26 +229,17 @@ def spin(*, policy_real_logps: jax.Array, policy_generated_logps: jax.Array,
 
   This is DPO's regular loss with the SFT response as chosen and the generation as rejected;
   what makes it SPIN is where the pair and the reference come from (the iteration loop). Metrics:
-  "accuracy" (h > 0: the real response has the higher implicit reward), "reward_real",
+  "accuracy" (the real response has the higher implicit reward), "reward_real",
   "reward_generated" (β times each log-ratio), "margin" (mean h) and "num_pairs".
   """
-  real, n = _real_pairs(mask)
-  beta = _f32(beta)
-  # The previous iterate is frozen, as DPO's reference is.
-  ref_y = jax.lax.stop_gradient(_keep(_f32(ref_real_logps), real))
-  ref_g = jax.lax.stop_gradient(_keep(_f32(ref_generated_logps), real))
-  log_ratio_y = _keep(_f32(policy_real_logps), real) - ref_y
-  log_ratio_g = _keep(_f32(policy_generated_logps), real) - ref_g
-  h = beta * (log_ratio_y - log_ratio_g)
-  loss = _safe_div(jnp.sum(_keep(_neg_log_sigmoid(h), real)), n)
-  return loss, {
-      "loss": loss,
-      "accuracy": _safe_div(jnp.sum(real & (h > 0), dtype=jnp.float32), n),
-      "reward_real": _safe_div(jnp.sum(beta * log_ratio_y), n),
-      "reward_generated": _safe_div(jnp.sum(beta * log_ratio_g), n),
-      "margin": _safe_div(jnp.sum(h), n),
-      "num_pairs": n,
-  }
+  # The same arithmetic as DPO (the previous iterate is frozen there as DPO's reference is);
+  # strength is unused by the regular variant.
+  loss, m = dpo(policy_chosen_logps=policy_real_logps, policy_rejected_logps=policy_generated_logps,
+                ref_chosen_logps=ref_real_logps, ref_rejected_logps=ref_generated_logps,
+                strength=jnp.ones_like(_f32(mask)), mask=mask, beta=beta, variant="regular")
+  return loss, {"loss": loss, "accuracy": m["accuracy"], "reward_real": m["reward_chosen"],
+                "reward_generated": m["reward_rejected"], "margin": m["margin"],
+                "num_pairs": m["num_pairs"]}
 
 
 PAIRWISE_LOSSES: Mapping[str, LossFn] = {"bt": bt, "margin_bt": margin_bt, "scaled_bt": scaled_bt}

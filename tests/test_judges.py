@@ -17,6 +17,7 @@ from flax import linen as nn
 from helpsteer_jax.evaluation import judges
 from helpsteer_jax.evaluation.judges import Judgment, ScoreScale, parse_score
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM
+from word_tokenizer import word_tokenizer
 
 TINY = PRESETS["tiny"]  # vocab 256, pad 0, bos 1, eos 2
 
@@ -106,18 +107,7 @@ def test_expected_score_by_hand():
 # ----------------------------------------------------------------------------- tiny judge
 def _tiny_tokenizer(digits=tuple(str(d) for d in range(10))):
   """Word-level over TINY's 256 ids: specials, chat roles, "Score:", digits and w<i> fillers."""
-  from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
-  from transformers import PreTrainedTokenizerFast  # pylint: disable=g-import-not-at-top
-  words = ["<pad>", "<s>", "</s>", "<unk>", "user:", "assistant:", "Score:", *digits]
-  vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(TINY.vocab_size
-                                                                     - len(words))])}
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-  fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                 eos_token="</s>", unk_token="<unk>")
-  fast.chat_template = ("<s>{% for m in messages %} {{ m['role'] }}: {{ m['content'] }} </s>"
-                        "{% endfor %}{% if add_generation_prompt %} assistant:{% endif %}")
-  return fast
+  return word_tokenizer(TINY.vocab_size, ("Score:", *digits))
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,14 @@ import pytest
 from flax import linen as nn
 
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM, LlamaRewardModel, convert
+from word_tokenizer import word_tokenizer
 
 TINY = PRESETS["tiny"]  # vocab 256, pad 0, bos 1, eos 2
 
 
 def _tiny_tokenizer():
   """A word-level tokenizer over TINY's 256 ids with a chat template (no files, no network)."""
-  from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
-  from transformers import PreTrainedTokenizerFast  # pylint: disable=g-import-not-at-top
-  words = ["<pad>", "<s>", "</s>", "<unk>", "user:", "assistant:"]
-  vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(TINY.vocab_size - 6)])}
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-  fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                 eos_token="</s>", unk_token="<unk>")
-  fast.chat_template = ("<s>{% for m in messages %} {{ m['role'] }}: {{ m['content'] }} </s>"
-                        "{% endfor %}{% if add_generation_prompt %} assistant:{% endif %}")
-  return fast
+  return word_tokenizer(TINY.vocab_size)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from helpsteer_jax.evaluation import rm_bench
 from helpsteer_jax.evaluation.response_sets import reward_model_score_fn
 from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models import PRESETS, LlamaRewardModel
+from word_tokenizer import word_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RB2 = str(FIXTURES / "rewardbench2_mini.jsonl")
@@ -248,17 +249,8 @@ def test_rm_bench_bad_rows(tmp_path):
 def test_reward_model_score_fn_scores_each_response_and_nan_past_max_length():
   """A tiny random reward model through Scorer as a ScoreFn: equal to scoring the rendered
   conversations directly (1e-6), and NaN for one that does not fit max_length."""
-  from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
-  from transformers import PreTrainedTokenizerFast  # pylint: disable=g-import-not-at-top
   cfg = PRESETS["tiny"]
-  words = ["<pad>", "<s>", "</s>", "<unk>", "user:", "assistant:"]
-  vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(cfg.vocab_size - 6)])}
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-  fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                 eos_token="</s>", unk_token="<unk>")
-  fast.chat_template = ("<s>{% for m in messages %} {{ m['role'] }}: {{ m['content'] }} </s>"
-                        "{% endfor %}{% if add_generation_prompt %} assistant:{% endif %}")
+  fast = word_tokenizer(cfg.vocab_size)
   model = LlamaRewardModel(cfg, num_labels=1)
   params = nn.unbox(model.init(jax.random.key(0), np.zeros((1, 4), np.int32)))["params"]
   scorer = Scorer(model, params, pad_id=0, batch_size=2, pad_to_multiple_of=8)
