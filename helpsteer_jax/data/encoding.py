@@ -16,7 +16,7 @@ still does not fit is dropped and counted as too_long, never cut inside a turn o
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -164,36 +164,37 @@ class ChatEncoder:
     return out
 
 
-def encode_pairs(pairs: list[PreferencePair], tokenizer: Any, max_length: int,
-                 counts: Optional[Counts] = None) -> list[EncodedPair]:
-  """Tokenised pairs; updates `counts` (truncated, too_long, kept) when given."""
+def _encode_each(items: list[Any], responses: Callable[[Any], tuple[str, ...]],
+                 build: Callable[[Any, list[Encoded]], Any], tokenizer: Any,
+                 max_length: int, counts: Optional[Counts]) -> list[Any]:
+  """Encode each item's conversation with its responses; drop (and count) those too long."""
   encoder = ChatEncoder(tokenizer, max_length)
-  results = encoder.encode_many([(p.messages, (p.chosen, p.rejected)) for p in pairs],
-                                [f"{p.source}:{p.row}" for p in pairs])
+  results = encoder.encode_many([(it.messages, responses(it)) for it in items],
+                                [f"{it.source}:{it.row}" for it in items])
   out = []
-  for p, (seqs, truncated) in zip(pairs, results):
+  for it, (seqs, truncated) in zip(items, results):
     if seqs is None:
       _count(counts, too_long=1)
       continue
     _count(counts, truncated=int(truncated))
-    out.append(EncodedPair(seqs[0], seqs[1], p.strength, p.source, p.row))
+    out.append(build(it, seqs))
   return out
+
+
+def encode_pairs(pairs: list[PreferencePair], tokenizer: Any, max_length: int,
+                 counts: Optional[Counts] = None) -> list[EncodedPair]:
+  """Tokenised pairs; updates `counts` (truncated, too_long, kept) when given."""
+  return _encode_each(pairs, lambda p: (p.chosen, p.rejected),
+                      lambda p, s: EncodedPair(s[0], s[1], p.strength, p.source, p.row),
+                      tokenizer, max_length, counts)
 
 
 def encode_ratings(examples: list[RatedExample], tokenizer: Any, max_length: int,
                    counts: Optional[Counts] = None) -> list[EncodedRating]:
   """Tokenised rated responses; updates `counts` (truncated, too_long, kept) when given."""
-  encoder = ChatEncoder(tokenizer, max_length)
-  results = encoder.encode_many([(ex.messages, (ex.response,)) for ex in examples],
-                                [f"{ex.source}:{ex.row}" for ex in examples])
-  out = []
-  for ex, (seqs, truncated) in zip(examples, results):
-    if seqs is None:
-      _count(counts, too_long=1)
-      continue
-    _count(counts, truncated=int(truncated))
-    out.append(EncodedRating(seqs[0], dict(ex.attributes), ex.source, ex.row))
-  return out
+  return _encode_each(examples, lambda ex: (ex.response,),
+                      lambda ex, s: EncodedRating(s[0], dict(ex.attributes), ex.source, ex.row),
+                      tokenizer, max_length, counts)
 
 
 def _count(counts: Optional[Counts], *, too_long: int = 0, truncated: int = 0) -> None:
