@@ -305,6 +305,26 @@ def _phase(args: argparse.Namespace, part: str, entry: dict[str, Any], phase: st
   results_file.save_part(args.out, part, entry)
 
 
+def _compile(args: argparse.Namespace, part: str, entry: dict[str, Any], cfg: LlamaConfig,
+             jitted: Any, *example: Any) -> Any:
+  """AOT-compiles `jitted` for `example`, recording the phase and `compile_s`."""
+  _phase(args, part, entry, f"compile ({cfg.attention_impl})")
+  t0 = time.perf_counter()
+  compiled = jitted.lower(*example).compile()
+  entry["compile_s"] = time.perf_counter() - t0
+  return compiled
+
+
+def _first_run(args: argparse.Namespace, part: str, entry: dict[str, Any], cfg: LlamaConfig,
+               run: Callable[[], Any]) -> Callable[[], Any]:
+  """Runs once (untimed warm-up, recorded as `first_step_s`) and returns `run`."""
+  _phase(args, part, entry, f"first step ({cfg.attention_impl})")
+  t0 = time.perf_counter()
+  run()
+  entry["first_step_s"] = time.perf_counter() - t0
+  return run
+
+
 def part_train(args: argparse.Namespace) -> dict[str, Any]:
   started = time.perf_counter()
   cfg = _model_config(args)
@@ -334,21 +354,14 @@ def part_train(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     holder.append(jax.block_until_ready(jax.jit(make_state)(jax.random.PRNGKey(0))))
     entry["init_s"] = time.perf_counter() - t0
-    _phase(args, "train", entry, f"compile ({cfg.attention_impl})")
     step = jax.jit(functools.partial(train_step, objective=pairwise_objective(model, "bt"),
                                      tx=tx), donate_argnums=0)
-    t0 = time.perf_counter()
-    compiled = step.lower(holder[0], data).compile()
-    entry["compile_s"] = time.perf_counter() - t0
-    _phase(args, "train", entry, f"first step ({cfg.attention_impl})")
+    compiled = _compile(args, "train", entry, cfg, step, holder[0], data)
 
     def run():
       holder[0], metrics = compiled(holder[0], data)
       losses.append(metrics["loss"].block_until_ready())
-    t0 = time.perf_counter()
-    run()
-    entry["first_step_s"] = time.perf_counter() - t0
-    return run
+    return _first_run(args, "train", entry, cfg, run)
 
   cfg, run = _with_cudnn_fallback(build, cfg, args, "train", entry)
   _phase(args, "train", entry, "timed steps")
@@ -379,16 +392,10 @@ def part_score(args: argparse.Namespace) -> dict[str, Any]:
     _phase(args, "score", entry, f"init ({cfg.attention_impl})")
     params = jax.block_until_ready(jax.jit(lambda r: nn.unbox(
         model.init(r, jnp.zeros((1, 8), jnp.int32))["params"]))(jax.random.PRNGKey(0)))
-    _phase(args, "score", entry, f"compile ({cfg.attention_impl})")
     fn = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m))
-    t0 = time.perf_counter()
-    compiled = fn.lower(params, ids, mask).compile()
-    entry["compile_s"] = time.perf_counter() - t0
-    run = lambda: rewards.append(compiled(params, ids, mask).block_until_ready())
-    t0 = time.perf_counter()
-    run()
-    entry["first_step_s"] = time.perf_counter() - t0
-    return run
+    compiled = _compile(args, "score", entry, cfg, fn, params, ids, mask)
+    return _first_run(args, "score", entry, cfg,
+                      lambda: rewards.append(compiled(params, ids, mask).block_until_ready()))
 
   cfg, run = _with_cudnn_fallback(build, cfg, args, "score", entry)
   _phase(args, "score", entry, "timed steps")
