@@ -25,7 +25,8 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_pairs():
   lo_s, hi_s = compare.paired_bootstrap_interval(small)
   lo_b, hi_b = compare.paired_bootstrap_interval(big)
   assert lo_s < small.mean() < hi_s and lo_b < big.mean() < hi_b
-  assert hi_b - lo_b < (hi_s - lo_s) / 3  # about 1/sqrt(25) as wide
+  # Expected about 1/sqrt(25) = 1/5 as wide; asserted below 1/3 to leave room for resampling noise.
+  assert hi_b - lo_b < (hi_s - lo_s) / 3
   assert compare.paired_bootstrap_interval(small) == (lo_s, hi_s)  # seeded: reproducible
 
 

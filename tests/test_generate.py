@@ -11,8 +11,9 @@ import pytest
 from flax import linen as nn
 
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM
+from helpsteer_jax.models.logprobs import token_logprobs
 from helpsteer_jax.rlhf.generate import (SamplingConfig, filter_logits, generate, left_pad,
-                                         sampling_logprobs, token_logprobs)
+                                         sampling_logprobs)
 
 CFG = PRESETS["tiny"]
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]

@@ -180,9 +180,14 @@ def parse_verdict(text: str) -> Optional[str]:
 def expected_score(logits_bv: jax.Array, score_ids: Sequence[int],
                    values: Sequence[float]) -> tuple[jax.Array, jax.Array]:
   """(E[score] [B], p [B, K]) from next-token logits [B, V] restricted to the score tokens."""
-  logits = jnp.asarray(logits_bv, jnp.float32)[:, jnp.asarray(score_ids)]
-  p = jax.nn.softmax(logits, axis=-1)
+  p = score_probs(logits_bv, score_ids)
   return p @ jnp.asarray(values, jnp.float32), p
+
+
+def score_probs(logits_bv: jax.Array, score_ids: Sequence[int]) -> jax.Array:
+  """The next-token distribution renormalised over the score tokens: [B, K]."""
+  logits = jnp.asarray(logits_bv, jnp.float32)[:, jnp.asarray(score_ids)]
+  return jax.nn.softmax(logits, axis=-1)
 
 
 def last_token_logits(model: LlamaForCausalLM, params: Any, input_ids: jax.Array,
@@ -224,12 +229,9 @@ def score_token_ids(tokenizer: Any, scale: ScoreScale = ScoreScale(),
 
 def judge_fn(model: LlamaForCausalLM, score_ids: Sequence[int]):
   """A `Scorer` fn: the renormalised score-token distribution [B, K] at the last real token."""
-  ids_k = jnp.asarray(score_ids)
-
   def fn(params, ids, mask, starts):
     del starts
-    logits = last_token_logits(model, params, ids, mask)
-    return jax.nn.softmax(logits[:, ids_k], axis=-1)
+    return score_probs(last_token_logits(model, params, ids, mask), score_ids)
 
   return fn
 
@@ -257,6 +259,7 @@ class DeterministicJudge:
     self.tokenizer, self.template, self.scale = tokenizer, template, scale
     self.score_prefix, self.max_length = score_prefix, max_length
     self.score_ids = score_token_ids(tokenizer, scale, score_prefix)
+    self._prefix_ids = _encode(tokenizer, score_prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     self.scorer = Scorer(None, params, pad, batch_size, pad_to_multiple_of,
                          fn=judge_fn(model, self.score_ids), mesh=mesh)
@@ -275,8 +278,7 @@ class DeterministicJudge:
     Tokenised apart, as if the judge had generated the prefix itself after the generation
     prompt: encoding the joined text could merge the prefix into the template's last word.
     """
-    return (_encode(self.tokenizer, self.ask_text(messages, response))
-            + _encode(self.tokenizer, self.score_prefix))
+    return _encode(self.tokenizer, self.ask_text(messages, response)) + self._prefix_ids
 
   def __call__(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
                ) -> JudgeScores:

@@ -12,39 +12,17 @@ modules count such a response as losing every comparison it is in, and say how m
 """
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from helpsteer_jax.data.chat import prompt_messages
 from helpsteer_jax.data.encoding import ChatEncoder
-from helpsteer_jax.data.reading import Row, is_local_file, read_rows, read_split
-from helpsteer_jax.data.records import Counts, DataError, Message, where
+from helpsteer_jax.data.records import DataError, Message, where
 from helpsteer_jax.evaluation.scorer import Scorer
 
 # (prompt messages per response, responses) -> one float per response, NaN when unscorable.
 ScoreFn = Callable[[Sequence[list[Message]], Sequence[str]], Sequence[float]]
-
-
-def read_bench_rows(source: str, split: Optional[str], limit: Optional[int] = None
-                    ) -> Iterator[Row]:
-  """The rows of a local file (named as written), or of split `split` of a hub dataset."""
-  if is_local_file(source):
-    rows = read_rows(source, counts=Counts(), name=source)
-  else:  # e.g. allenai/reward-bench-2 (split "test"); needs the network or the hub cache
-    rows = read_split(source, split, counts=Counts(),
-                      prompt_key=lambda row: str(row.get("prompt", "")))
-  return itertools.islice(rows, limit)
-
-
-def row_object(row: Any, source: str, line: int, columns: Sequence[str]) -> dict[str, Any]:
-  if not isinstance(row, dict):
-    raise DataError(f"{where(source, line)}: a row must be a JSON object")
-  for col in columns:
-    if row.get(col) is None:
-      raise DataError(f"{where(source, line)}: missing column '{col}'")
-  return row
 
 
 def response_list(value: Any, source: str, line: int, column: str,

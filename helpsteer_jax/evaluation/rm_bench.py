@@ -33,8 +33,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from helpsteer_jax.data.records import DataError, Message, where
-from helpsteer_jax.evaluation.response_sets import (ScoreFn, prompt_of, read_bench_rows,
-                                                    response_list, row_object, score_groups)
+from helpsteer_jax.evaluation.response_sets import (ScoreFn, prompt_of, response_list,
+                                                    score_groups)
+from helpsteer_jax.evaluation.rows import read_bench_rows, row_object
 
 HUB_ID = "THU-KEG/RM-Bench"
 STYLES = ("concise", "detailed_plain", "detailed_markdown")

@@ -34,17 +34,25 @@ def response_text(value: Any, source: str, line: int, column: str) -> str:
   return check_response(value, source, line, column)
 
 
-def _rows(source: str, split: Optional[str]) -> Iterator[Row]:
-  """A local file's rows (named as `source` is written), or one split of a hub dataset."""
+def read_bench_rows(source: str, split: Optional[str], limit: Optional[int] = None
+                    ) -> Iterator[Row]:
+  """The rows of a local file (named as `source` is written), or of split `split` of a hub
+  dataset (e.g. allenai/reward-bench-2, split "test": needs the network or the hub cache)."""
   if is_local_file(source):
-    return read_rows(source, counts=Counts(), name=source)
-  return read_split(source, split, counts=Counts(),
-                    prompt_key=lambda row: str(row.get("prompt", "")))
+    rows = read_rows(source, counts=Counts(), name=source)
+  else:
+    rows = read_split(source, split, counts=Counts(),
+                      prompt_key=lambda row: str(row.get("prompt", "")))
+  return itertools.islice(rows, limit)
 
 
-def _object(row: Any, source: str, line: int) -> dict[str, Any]:
+def row_object(row: Any, source: str, line: int, columns: Sequence[str] = ()) -> dict[str, Any]:
+  """`row` as a dict holding every one of `columns` (not None); a DataError naming source:line."""
   if not isinstance(row, dict):  # a JSON array's element (jsonl lines are checked on reading)
     raise DataError(f"{where(source, line)}: a row must be a JSON object")
+  for col in columns:
+    if row.get(col) is None:
+      raise DataError(f"{where(source, line)}: missing column '{col}'")
   return row
 
 
@@ -63,10 +71,7 @@ class Pair:
 
 def parse_pair(row: Any, source: str, line: int) -> Pair:
   """One row as a Pair; a DataError naming `source:line` when a column is missing or bad."""
-  row = _object(row, source, line)
-  for col in ("prompt", "chosen", "rejected"):
-    if col not in row or row[col] is None:
-      raise DataError(f"{where(source, line)}: missing column '{col}'")
+  row = row_object(row, source, line, ("prompt", "chosen", "rejected"))
   subset = row.get("subset")
   if subset is not None and not isinstance(subset, str):
     raise DataError(f"{where(source, line)}: subset must be a string")
@@ -92,7 +97,7 @@ def load_pairs(source: str, *, split: str = "filtered", limit: Optional[int] = N
   `limit`: only the first N rows (the rest are not read); `limit_per_subset`: then only the first
   K rows of each subset.
   """
-  rows = itertools.islice(_rows(source, split), limit)
+  rows = read_bench_rows(source, split, limit)
   pairs = [parse_pair(row, src, line) for src, line, row in rows]
   if limit_per_subset is not None:
     seen: dict[Optional[str], int] = {}
@@ -145,7 +150,7 @@ def _fields(row: dict[str, Any], source: str, line: int) -> tuple[str, ...]:
 
 
 def parse_response_row(row: Any, source: str, line: int) -> ResponseRow:
-  row = _object(row, source, line)
+  row = row_object(row, source, line)
   fields = _fields(row, source, line)
   return ResponseRow(row=row, source=source, line=line,
                      messages=prompt_messages(row["prompt"], source, line), fields=fields,
@@ -154,4 +159,4 @@ def parse_response_row(row: Any, source: str, line: int) -> ResponseRow:
 
 def load_response_rows(path: str | Path) -> list[ResponseRow]:
   """Every row of a file (or of every split of a hub dataset), parsed: bad input fails here."""
-  return [parse_response_row(row, src, line) for src, line, row in _rows(str(path), None)]
+  return [parse_response_row(row, src, line) for src, line, row in read_bench_rows(str(path), None)]

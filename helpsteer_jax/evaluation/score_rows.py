@@ -30,8 +30,9 @@ def score_rows(pre: Pretrained, rows: Sequence[ResponseRow], *, batch_size: int 
   seqs: list[np.ndarray] = []
   slots: list[tuple[int, str]] = []  # (index in `rows`, field) of each sequence
   truncated = 0
-  for k, r in enumerate(rows):
-    encoded, cut = encoder.encode(r.messages, r.responses)
+  encoded_rows = encoder.encode_many([(r.messages, r.responses) for r in rows],
+                                     [where(r.source, r.line) for r in rows])
+  for k, (r, (encoded, cut)) in enumerate(zip(rows, encoded_rows)):
     if encoded is None:
       raise DataError(f"{where(r.source, r.line)}: longer than --max-length {max_length} tokens "
                       "even with only the final user turn")

@@ -32,7 +32,7 @@ import numpy as np
 from helpsteer_jax.models import convert
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.models.llama import LlamaForCausalLM
-from helpsteer_jax.models.logprobs import token_logprobs  # noqa: F401  (re-exported)
+from helpsteer_jax.models.logprobs import next_token_logprobs
 
 Array = jax.Array
 
@@ -122,9 +122,8 @@ def sampling_logprobs(model: LlamaForCausalLM, params: Any, input_ids: Array,
   For the tokens `generate` sampled these equal its `logprobs` (up to the cached vs full forward
   summation order); they are what REINFORCE's score function needs.
   """
-  logits = model.apply({"params": params}, input_ids, attention_mask)[:, :-1]
-  logp = jax.nn.log_softmax(sampling_logits(logits, sc), axis=-1)
-  return jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
+  logits = model.apply({"params": params}, input_ids, attention_mask)
+  return next_token_logprobs(sampling_logits(logits, sc), input_ids)
 
 
 def _generate(params: Any, prompt_ids: Array, prompt_mask: Array, rng: Array, eos: Array, *,

@@ -197,14 +197,14 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   tx = make_optimizer(config.optim)
   rng = jax.random.PRNGKey(config.seed)
   order = PromptOrder(len(prompts), config.data.shuffle_seed)
-  params_sh = job.state_shardings(policy.init_params, tx).params
-  if policy.pretrained is not None:
-    ref_params = jax.device_put(policy.pretrained, params_sh)
-  else:
-    ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)), out_shardings=params_sh)(rng)
-  # The state's own copy of the start (the reference stays as it is: the state is donated).
   state, shardings = job.init_state(policy.init_params, tx, rng, data=order,
                                     pretrained=policy.pretrained)
+  # The reference is its own copy of the start (the state is donated at every step).
+  if policy.pretrained is not None:
+    ref_params = jax.device_put(policy.pretrained, shardings.params)
+  else:
+    ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)),
+                         out_shardings=shardings.params)(rng)
 
   # --- the step
   learner = Learner(policy.model, tx, sc, reward_fn, k=rl.samples_per_prompt, beta=rl.kl_beta,
