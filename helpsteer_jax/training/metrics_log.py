@@ -114,7 +114,9 @@ class Logger:
         self._writer.add_scalar(prefix + k, float(v), step)
       self._writer.flush()
     if self._jsonl is not None:
-      self._jsonl.write({"step": step, **{prefix + k: float(v) for k, v in metrics.items()}})
+      # `time`: the row's wall clock (unix seconds), so step times survive resumes.
+      self._jsonl.write({"step": step, "time": round(time.time(), 3),
+                         **{prefix + k: float(v) for k, v in metrics.items()}})
 
   def progress(self, step: int, total: int, m: dict[str, float]) -> None:
     if self._first_step is None:

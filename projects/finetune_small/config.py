@@ -1,0 +1,58 @@
+"""What the fine-tuning study runs (issue 18): data, settings, seeds, and where results go.
+
+Part 1 (`parity`): SmolLM2-135M-Instruct fine-tuned as a Bradley-Terry reward model, all layers
+trainable, by our trainer (`python -m helpsteer_jax.train`) and by TRL's `RewardTrainer` on the
+identical pairs: the same start (one Hugging Face directory per seed holding the backbone and the
+seed's N(0, 0.02) head, read by both), the same tokenised sequences in the same order (the order
+our trainer's batcher draws; TRL reads them with a sequential sampler), the same length limit,
+batch size, schedule, optimiser settings, epochs and precision (bf16 compute, float32 master
+weights, activation checkpointing: TRL's defaults). Both models are then scored by the library's
+evaluator on the held-out HelpSteer pairs and on RewardBench head500, in float32.
+
+Data: `helpsteer_v1_sample.jsonl` as same-prompt pairs (strength = helpfulness difference, ties
+dropped), 20% of prompts held out by hash: the split of `projects/reproduce_small`, so its
+frozen-probe rows are on the same evaluation sets. Training keeps the pairs whose longer side
+fits `max_length` tokens (253 of the 285 training pairs at 1024; the budget's choice); evaluation
+scores every pair (up to `eval_max_length` tokens: all 102 held-out pairs and all RewardBench
+rows fit).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RESULTS = HERE / "results"  # committed: what the report reads
+REPORT = HERE / "REPORT.md"
+TEMPLATE = HERE / "report_template.md"
+WORKDIR = REPO / "runs" / "finetune_small"  # start models, checkpoints, trained models
+
+DATA = dict(
+    hs_file="helpsteer_v1_sample.jsonl",
+    hs_validation_fraction=0.2,  # the reproduce_small split (held-out prompts by hash)
+    rb_file="rewardbench_filtered_head500.jsonl",
+)
+
+# Part 1: the same recipe for both trainers. The optimiser block mirrors the paper's shape
+# (AdamW, beta = (0.9, 0.98), warm-up then a constant learning rate, clipping at 1.0).
+PARITY = dict(
+    loss="bt",
+    seeds=(0, 1),
+    max_length=1024,
+    eval_max_length=None,  # the model's context (8192): every RewardBench row is scored
+    # Pairs per step: 11 divides the 253 training pairs (23 steps an epoch), so no batch is
+    # partly filler and TRL's sequential batches are exactly ours.
+    batch_size=11,
+    epochs=1,
+    lr=2e-5,
+    warmup_steps=3,  # linear from 0, then constant
+    weight_decay=0.1,  # kernels and embeddings; norm weights spared (both trainers' rule)
+    b1=0.9, b2=0.98, eps=1e-8, grad_clip=1.0,
+    precision="bf16",  # bf16 compute, float32 master weights and head, activation checkpointing
+    checkpoint_every=8,  # steps: the runs are resumable (no process here outlives 3 hours)
+    eval_dtype="float32",
+    eval_batch_size=8,
+)
+TRAINERS = ("ours", "trl")
+# The paired bootstrap of the report (evaluation/compare.py).
+BOOTSTRAP = dict(resamples=2000, level=0.95, seed=0)

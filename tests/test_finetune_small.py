@@ -1,0 +1,115 @@
+"""The fine-tuning study's launcher and report (projects/finetune_small), without training.
+
+What must hold for the TRL comparison to mean anything: the pairs file TRL reads sequentially
+gives exactly our trainer's batches, step by step; resumed runs count each step once in the epoch
+time; the report's numbers are the result files' (computed here independently).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpsteer_jax.data import PairBatcher
+from helpsteer_jax.data.encoding import Encoded, EncodedPair
+from projects.finetune_small import report, run
+
+
+def _pairs(n: int) -> list[EncodedPair]:
+  rng = np.random.default_rng(0)
+  return [EncodedPair(Encoded(np.full(int(rng.integers(3, 20)), 1000 + i, np.int32), 2),
+                      Encoded(np.full(int(rng.integers(3, 20)), 5000 + i, np.int32), 2),
+                      1.0, "toy", i) for i in range(n)]
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_drawn_order_read_in_batch_size_groups_is_our_batches(epochs):
+  examples = _pairs(24)
+  drawn = run.drawn_order(PairBatcher(examples, 4, seed=7), epochs)
+  batcher = PairBatcher(examples, 4, seed=7)
+  steps = list(batcher.iterate(len(batcher) * epochs))
+  assert len(drawn) == 4 * len(steps)
+  for k, batch in enumerate(steps):
+    for b in range(4):
+      ex = drawn[4 * k + b]
+      n = len(ex.chosen.input_ids)
+      np.testing.assert_array_equal(batch["input_ids"][b, 0, :n], ex.chosen.input_ids)
+      assert batch["attention_mask"][b, 0].sum() == n
+      m = len(ex.rejected.input_ids)
+      np.testing.assert_array_equal(batch["input_ids"][b, 1, :m], ex.rejected.input_ids)
+
+
+def test_drawn_order_refuses_a_part_filler_batch():
+  with pytest.raises(ValueError, match="does not divide the 23 training pairs"):
+    run.drawn_order(PairBatcher(_pairs(23), 4, seed=0), 1)
+
+
+def _write_jsonl(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_step_times_count_each_step_once_across_a_resume(tmp_path):
+  # Segment 1 starts at t=100, does steps 1-3 (step 3 after the last checkpoint at 2), is killed;
+  # segment 2 starts at t=200 and redoes step 3, then step 4.
+  _write_jsonl(tmp_path / "segments.jsonl", [
+      {"start": 100.0, "wall_s": 40.0, "peak_rss_gib": 2.0, "loadavg_1min_before": 0.1},
+      {"start": 200.0, "wall_s": 30.0, "peak_rss_gib": 3.0, "loadavg_1min_before": 0.2}])
+  _write_jsonl(tmp_path / "metrics.jsonl", [
+      {"step": 1, "time": 110.0, "train/loss": 0.7}, {"step": 2, "time": 115.0, "train/loss": 0.6},
+      {"step": 3, "time": 121.0, "train/loss": 0.5},
+      {"step": 3, "time": 212.0, "train/loss": 0.5}, {"step": 4, "time": 219.0, "train/loss": 0.4},
+      {"step": 4, "time": 219.5, "eval/accuracy": 0.5}])  # not a training row
+  t = run.step_times(tmp_path, "ours")
+  # step 1: 10 (from segment start), 2: 5, 3: 12 (redone, from segment 2's start), 4: 7.
+  assert t["steps"] == 4
+  assert t["epoch_seconds"] == pytest.approx(10 + 5 + 12 + 7)
+  assert t["startup_and_first_step_seconds"] == pytest.approx(10 + 12)
+  assert t["median_step_seconds"] == pytest.approx(6.0)
+  assert t["peak_rss_gib"] == 3.0
+  assert t["total_wall_seconds"] == pytest.approx(70.0)
+
+
+def _result(trainer: str, seed: int, hs: list[int], rb: list[int], subsets: list[str]) -> dict:
+  ex = lambda c, k, s=None: {"id": k, "subset": s, "reward_chosen": float(c),
+                             "reward_rejected": 0.5, "correct": bool(c)}
+  from helpsteer_jax.evaluation import rewardbench  # pylint: disable=g-import-not-at-top
+  summary = rewardbench.summarize_correct(subsets, [bool(c) for c in rb])
+  return {
+      "run": f"bt_{trainer}", "seed": seed, "trainer": trainer,
+      "train": {"epoch_seconds": 600.0 * (1 + seed), "median_step_seconds": 20.0,
+                "startup_and_first_step_seconds": 40.0, "peak_rss_gib": 4.0,
+                "total_wall_seconds": 650.0, "processors": ["cpu X"]},
+      "hs_validation": {"accuracy": float(np.mean(hs)), "pairs": {"rows": len(hs),
+                                                                   "scored": len(hs)},
+                        "seconds": 10.0, "examples": [ex(c, f"h{i}") for i, c in enumerate(hs)]},
+      "rewardbench": {"accuracy": float(np.mean(rb)), "pairs": {"rows": len(rb),
+                                                                 "scored": len(rb)},
+                      "seconds": 20.0,
+                      "rewardbench": {"sections": summary["sections"],
+                                      "mean_of_present_sections":
+                                          summary["mean_of_present_sections"]},
+                      "examples": [ex(c, f"r{i}", s) for i, (c, s) in enumerate(zip(rb, subsets))]},
+  }
+
+
+def test_report_numbers_are_the_result_files(tmp_path):
+  rng = np.random.default_rng(1)
+  subsets = ["alpacaeval-easy"] * 30 + ["mt-bench-hard"] * 10
+  accs = {}
+  for trainer, p in (("ours", 0.8), ("trl", 0.6)):
+    for seed in (0, 1):
+      hs = [int(x) for x in rng.random(50) < p]
+      rb = [int(x) for x in rng.random(40) < p]
+      accs.setdefault(trainer, []).append(np.mean(hs))
+      (tmp_path / f"bt_{trainer}_seed{seed}.json").write_text(
+          json.dumps(_result(trainer, seed, hs, rb, subsets)))
+  text = report.build(results=tmp_path, out=tmp_path / "REPORT.md", figures=tmp_path / "fig")
+  for trainer in ("ours", "trl"):
+    a = np.asarray(accs[trainer]) * 100
+    assert f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" in text
+  diff = (np.mean(accs["ours"]) - np.mean(accs["trl"])) * 100
+  assert f"| helpsteer_jax − TRL | {diff:+.1f} (seeds" in text
+  assert "10.0 / 20.0" in text  # epoch minutes, seed 0 / seed 1
+  assert "`cpu X`" in text
+  assert "(no seed has both runs yet)" in text  # no curve files given
