@@ -367,16 +367,24 @@ class LlamaModel(nn.Module):
 
   `out_dtype` is the final norm's output dtype (None: the compute dtype). The norm computes in
   float32 anyway; the reward model keeps that float32 result instead of rounding it to bf16.
+
+  A model split at a layer (models/split.py: a frozen bottom whose activations are computed once,
+  a trained top) is two of these: the bottom with `final_norm=False` returns its last layer's
+  output, the residual stream the top continues; the top with `embed=False` takes that stream
+  [B, T, D] in place of token ids and has no embedding table.
   """
   cfg: LlamaConfig
   out_dtype: str | None = None
+  embed: bool = True
+  final_norm: bool = True
 
   def setup(self):
     cfg = self.cfg
-    self.embed_tokens = nn.Embed(
-        cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                    ("vocab", "embed")))
+    if self.embed:
+      self.embed_tokens = nn.Embed(
+          cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+          embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                      ("vocab", "embed")))
     layer = LlamaDecoderLayer
     if cfg.remat_policy != "none":
       if cfg.remat_policy not in _REMAT_POLICIES:
@@ -389,36 +397,41 @@ class LlamaModel(nn.Module):
                             metadata_params={nn.PARTITION_NAME: "layers"})(cfg)
     else:
       self.layers = _Layers(cfg, layer)
-    self.norm = RMSNorm(cfg.rms_norm_eps, self.out_dtype or cfg.dtype, cfg.param_dtype)
+    if self.final_norm:
+      self.norm = RMSNorm(cfg.rms_norm_eps, self.out_dtype or cfg.dtype, cfg.param_dtype)
+
+  def _norm(self, x: Array) -> Array:
+    return self.norm(x) if self.final_norm else x
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
                cache_index: Array | None = None, segment_ids_bt: Array | None = None) -> Array:
     """Hidden states; with `cache_index`, of the new tokens only (see the module docstring).
 
     With `segment_ids_bt` (packed rows, see `segment_mask_4d`) the attention mask and positions
-    come from the segments and `attention_mask_bt` is ignored.
+    come from the segments and `attention_mask_bt` is ignored. With `embed=False` the first
+    argument is the residual stream [B, T, D] of the layers below.
     """
     if attention_mask_bt is None:
-      attention_mask_bt = jnp.ones_like(input_ids_bt)
-    x = self.embed_tokens(input_ids_bt)
+      attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
+    x = self.embed_tokens(input_ids_bt) if self.embed else input_ids_bt.astype(self.cfg.dtype)
     if segment_ids_bt is not None:
       if cache_index is not None:
         raise ValueError("packed segments and cached decoding do not mix")
       x = self.layers(x, segment_positions(segment_ids_bt), segment_mask_4d(segment_ids_bt))
-      return self.norm(x[0] if self.cfg.scan_layers else x)
+      return self._norm(x[0] if self.cfg.scan_layers else x)
     if cache_index is not None:
       if self.cfg.scan_layers:
         raise NotImplementedError("decoding with scan_layers=True is not supported; use "
                                   "scan_layers=False and models.convert.unstack_layers(params)")
       mask, positions = decode_mask_and_positions(attention_mask_bt, cache_index,
                                                   input_ids_bt.shape[1])
-      return self.norm(self.layers(x, positions, mask, cache_index))
+      return self._norm(self.layers(x, positions, mask, cache_index))
     positions = positions_from_mask(attention_mask_bt)
     mask = attention_mask_4d(attention_mask_bt)
     x = self.layers(x, positions, mask)
     if self.cfg.scan_layers:
       x = x[0]
-    return self.norm(x)
+    return self._norm(x)
 
   def attend(self, x_btd: Array) -> Array:
     """Tied output projection: x @ embedding^T."""
@@ -450,12 +463,16 @@ class LlamaRewardModel(nn.Module):
   (8 significant bits) rounds rewards that agree to within ~0.5% to one value, turning close
   pairs into ties, which RewardBench counts as wrong. The head is one [D, labels] dot per
   sequence, so this costs nothing measurable.
+
+  `from_hidden=True` is the top of a split model (models/split.py): it reads the residual stream
+  [B, T, D] of the frozen layers below instead of token ids, and has no embedding table.
   """
   cfg: LlamaConfig
   num_labels: int = 1
+  from_hidden: bool = False
 
   def setup(self):
-    self.model = LlamaModel(self.cfg, out_dtype="float32")
+    self.model = LlamaModel(self.cfg, out_dtype="float32", embed=not self.from_hidden)
     # float32 operands and HIGHEST precision, so accelerators do not run it as bf16/TF32 passes.
     self.score = nn.Dense(
         self.num_labels, use_bias=False, dtype=jnp.float32, param_dtype=self.cfg.param_dtype,
@@ -465,7 +482,7 @@ class LlamaRewardModel(nn.Module):
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
     if attention_mask_bt is None:
-      attention_mask_bt = jnp.ones_like(input_ids_bt)
+      attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
     h = self.model(input_ids_bt, attention_mask_bt)
     idx = last_token_index(attention_mask_bt)
     h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D], float32

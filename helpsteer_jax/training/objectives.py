@@ -35,9 +35,12 @@ def pair_rewards(model: LlamaRewardModel, params: Any, batch: dict[str, jax.Arra
                     batch["read_index"], method=LlamaRewardModel.packed)
     r = r[..., head_index].reshape(r.shape[0], -1, 2)
     return r[..., 0], r[..., 1]
-  b, two, length = batch["input_ids"].shape
+  # input_ids [B, 2, L], or the residual stream [B, 2, L, D] for the top of a split model
+  # (models/split.py).
+  b, two, length = batch["input_ids"].shape[:3]
   assert two == 2, batch["input_ids"].shape
-  r = model.apply({"params": params}, batch["input_ids"].reshape(2 * b, length),
+  r = model.apply({"params": params},
+                  batch["input_ids"].reshape(2 * b, length, *batch["input_ids"].shape[3:]),
                   batch["attention_mask"].reshape(2 * b, length))
   r = r[:, head_index].reshape(b, 2)
   return r[:, 0], r[:, 1]

@@ -56,3 +56,43 @@ PARITY = dict(
 TRAINERS = ("ours", "trl")
 # The paired bootstrap of the report (evaluation/compare.py).
 BOOTSTRAP = dict(resamples=2000, level=0.95, seed=0)
+
+# Part 2: the paper's variants with the top `top_layers` decoder layers (+ final norm and head)
+# trained on the frozen bottom's cached output (frozen.py), every HelpSteer training pair kept
+# (2048 tokens). `dev_fraction` of the training prompts (by a second hash) form the validation
+# split that picks learning rates, ExPO's alpha and the model to export; they are not trained on.
+# Evaluation sets: the held-out HelpSteer pairs, the preference-mix held-out pairs and every
+# RewardBench head500 row, the sets of projects/reproduce_small.
+FROZEN = dict(
+    top_layers=4,
+    max_length=2048,
+    mix_max_length=1024,
+    dev_fraction=0.2,
+    seeds=(0, 1),
+    batch_size=8,  # pairs or rated responses per step
+    precision="bf16",  # training compute; the cache and every evaluation are float32
+    # AdamW, beta = (0.9, 0.98), a short linear warm-up, then constant (the paper's shape).
+    optim=dict(b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=3, schedule="constant",
+               decay_steps=0, final_lr=0.0, grad_clip=1.0),
+    lr_grid=(1e-5, 3e-5, 1e-4),  # swept with seed 0 on the dev split, one lr per loss family
+    eval_batch_size=8,
+)
+# (name, data, loss, init, epochs): the paper's recipe shape, regression 2 epochs, then the BT
+# family 1 epoch (Scaled BT from regression: initialised from the same seed's helpfulness model).
+VARIANTS = (
+    ("bt", "pairs", "bt", None, 1),
+    ("scaled_bt", "pairs", "scaled_bt", None, 1),
+    ("regression_helpfulness", "ratings", "regression_helpfulness", None, 2),
+    ("regression_5attr", "ratings", "regression", None, 2),
+    ("scaled_bt_from_regression", "pairs", "scaled_bt", "regression_helpfulness", 1),
+)
+LR_FAMILY = {"bt": "bt", "scaled_bt": "bt", "scaled_bt_from_regression": "bt",
+             "regression_helpfulness": "regression_helpfulness",
+             "regression_5attr": "regression_helpfulness"}
+# ExPO: aligned + a * (aligned - init) on the top's parameters (the bottom is shared), a chosen
+# per seed by dev-pair accuracy (ties to the smaller a).
+EXPO = dict(name="expo_scaled_bt_from_regression", aligned="scaled_bt_from_regression",
+            init="regression_helpfulness", alphas=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0))
+# The model exported as a Hugging Face reward model (the best variant by dev accuracy, seed 0):
+# transformers must score `pairs` evaluation pairs as we do, within `tolerance`.
+EXPORT_CHECK = dict(pairs=50, tolerance=1e-4)

@@ -18,8 +18,8 @@ import numpy as np
 
 from helpsteer_jax.evaluation import compare, rewardbench
 from helpsteer_jax.evaluation.plots import pyplot
-from projects.finetune_small.config import (BOOTSTRAP, DATA, HERE, PARITY, REPO, REPORT, RESULTS,
-                                            TEMPLATE, TRAINERS)
+from projects.finetune_small.config import (BOOTSTRAP, DATA, FROZEN, HERE, PARITY, REPO, REPORT,
+                                            RESULTS, TEMPLATE, TRAINERS)
 
 PROBE_RESULTS = REPO / "projects" / "reproduce_small" / "results"
 LABELS = {"ours": "helpsteer_jax (`helpsteer_jax.train`)", "trl": "TRL `RewardTrainer`",
@@ -80,17 +80,18 @@ def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str,
   evaluation pairs both decided (per-pair correctness averaged over each side's seeds)."""
   if not a or not b:
     return "not run"
-  if key == "hs_validation":
-    vals_a = [r[key]["accuracy"] for r in a]
-    vals_b = [r[key]["accuracy"] for r in b]
-  else:
-    vals_a = [r[key]["mean"] for r in a]
-    vals_b = [r[key]["mean"] for r in b]
+  field = "mean" if key == "rewardbench" else "accuracy"
+  vals_a = [r[key][field] for r in a]
+  vals_b = [r[key][field] for r in b]
   diff, noise, _ = compare.seed_difference(vals_a, vals_b)
   ca = compare.seed_mean_correct([r[key]["correct"] for r in a])
   cb = compare.seed_mean_correct([r[key]["correct"] for r in b])
-  if ca is None or cb is None or len(ca) != len(cb):
+  if ca is None or cb is None:
+    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; no per-pair record)"
+  if len(ca) != len(cb):
     return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; pairs: sets differ)"
+  if key == "rewardbench" and subsets is None:
+    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; subsets not recorded)"
   strata = weights = None
   if key == "rewardbench":
     strata, weights = subsets, rewardbench.subset_coefficients(subsets)
@@ -121,12 +122,12 @@ def _restrict(runs: list[dict[str, Any]], keep: Optional[list[bool]]) -> list[di
 
 
 def probe_rows(results: Path, n_rows: int) -> Optional[list[bool]]:
-  """Which RewardBench rows (file order) the probe scored: those within its 2048-token limit."""
-  path = results / "rewardbench_lengths.json"
+  """Which RewardBench rows (file order) the probe scored (run.probe_rewardbench_rows)."""
+  path = results / "rewardbench_probe_rows.json"
   if not path.exists():
     return None
-  lengths = json.loads(path.read_text())["longest_sequence_tokens"]
-  return [n <= 2048 for n in lengths] if len(lengths) == n_rows else None
+  kept = json.loads(path.read_text())["scored_by_probe"]
+  return kept if len(kept) == n_rows else None
 
 
 def curves(results: Path = RESULTS) -> dict[str, dict[int, list[tuple[int, float]]]]:
@@ -222,7 +223,132 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                        + r["rewardbench"]["seconds"]
                        for rs in runs.values() for r in rs) / 3600,
       "bootstrap": BOOTSTRAP,
+      "part2": part2_context(results, subsets, keep), "frozen": FROZEN,
   }
+
+
+# ----------------------------------------------------------------------------- part 2
+
+PART2_ROWS = (  # (result name, label, reproduce_small's probe variant on the same data)
+    ("bt", "Bradley-Terry", "bt"),
+    ("scaled_bt", "Scaled BT", "scaled_bt"),
+    ("regression_5attr", "SteerLM Regression, 5 attributes", "regression_5attr"),
+    ("regression_helpfulness", "SteerLM Regression, helpfulness only", "regression_helpfulness"),
+    ("scaled_bt_from_regression", "Scaled BT, init. from helpfulness regression",
+     "scaled_bt_from_regression"),
+    ("expo_scaled_bt_from_regression", "+ ExPO", "expo_scaled_bt_from_regression"),
+)
+CLAIMS = (  # (a, b, the paper's claim)
+    ("scaled_bt", "bt", "Scaled BT > Bradley-Terry"),
+    ("regression_helpfulness", "regression_5attr",
+     "helpfulness-only regression > 5-attribute regression"),
+    ("scaled_bt_from_regression", "scaled_bt", "Scaled BT from regression > Scaled BT from scratch"),
+    ("scaled_bt_from_regression", "regression_helpfulness",
+     "Scaled BT from regression > helpfulness regression"),
+    ("expo_scaled_bt_from_regression", "scaled_bt_from_regression",
+     "ExPO > Scaled BT from regression"),
+    ("regression_helpfulness", "bt", "helpfulness regression vs Bradley-Terry (paper: comparable)"),
+)
+
+
+def load_part2(results: Path) -> dict[str, list[dict[str, Any]]]:
+  out: dict[str, list[dict[str, Any]]] = {}
+  for path in sorted((results / "part2").glob("*_seed*.json")):
+    r = json.loads(path.read_text())
+    out.setdefault(r["variant"], []).append({"seed": r["seed"], **r["metrics"], "_file": r})
+  for v in out.values():
+    v.sort(key=lambda r: r["seed"])
+  return out
+
+
+def load_probe_variant(name: str, directory: Path = PROBE_RESULTS) -> list[dict[str, Any]]:
+  """A reproduce_small variant in part 2's per-pair form (RewardBench: the rows it scored)."""
+  out = []
+  for path in sorted(directory.glob(f"{name}_seed*.json")):
+    r = json.loads(path.read_text())
+    m = r["metrics"]
+    out.append({"seed": r["seed"],
+                "hs_validation": {"accuracy": m["hs_heldout_acc"],
+                                  "correct": m["hs_heldout_correct"]},
+                "mix_validation": {"accuracy": m["mix_heldout_acc"],
+                                   "correct": m.get("mix_heldout_correct")},
+                "rewardbench": {"sections": m["rewardbench"]["sections"],
+                                "mean": m["rewardbench"]["mean_of_present_sections"],
+                                "correct": m["rb_correct"]}})
+  return out
+
+
+def _verdict(cell: str, a: list, b: list, key: str, subsets: Optional[list[str]]) -> str:
+  """holds / reversed only when the difference exceeds the seed noise and its pairs interval
+  excludes zero (the rule of projects/reproduce_small); within noise otherwise."""
+  if not a or not b:
+    return "not run"
+  vals = lambda rs: [r[key]["accuracy"] if key != "rewardbench" else r[key]["mean"] for r in rs]
+  diff, noise, seed_verdict = compare.seed_difference(vals(a), vals(b))
+  ca = compare.seed_mean_correct([r[key]["correct"] for r in a])
+  cb = compare.seed_mean_correct([r[key]["correct"] for r in b])
+  if ca is None or cb is None or len(ca) != len(cb) or (key == "rewardbench" and not subsets):
+    return "no pairs interval"
+  weights = rewardbench.subset_coefficients(subsets) if key == "rewardbench" else None
+  lo, hi = compare.paired_bootstrap_interval(ca - cb, subsets if key == "rewardbench" else None,
+                                             weights, **BOOTSTRAP)
+  return seed_verdict if seed_verdict != "within seed noise" and (lo > 0 or hi < 0) \
+      else "within noise"
+
+
+def part2_context(results: Path, rb_subsets: Optional[list[str]],
+                  keep: Optional[list[bool]]) -> dict[str, Any]:
+  runs = load_part2(results)
+  if not runs:
+    return {"ran": False}
+  sets_file = results / "part2" / "sets.json"
+  sets = json.loads(sets_file.read_text()) if sets_file.exists() else {}
+  rb_subsets = sets.get("rb_subsets", rb_subsets)
+  if rb_subsets and keep is None:
+    keep = probe_rows(results, len(rb_subsets))
+  sweep = json.loads((results / "part2" / "sweep.json").read_text()) \
+      if (results / "part2" / "sweep.json").exists() else None
+  any_run = next(iter(runs.values()))[0]["_file"]
+  subsets = rb_subsets
+  table, vs_probe, claims = [], [], []
+  for name, label, probe_name in PART2_ROWS:
+    rs = runs.get(name, [])
+    f = [r["_file"] for r in rs]
+    table.append({"label": label, "seeds": ", ".join(str(r["seed"]) for r in rs) or "not run",
+                  "hs": _stat([r["hs_validation"]["accuracy"] for r in rs]),
+                  "mix": _stat([r["mix_validation"]["accuracy"] for r in rs]),
+                  "chat": _stat([r["rewardbench"]["sections"]["Chat"] for r in rs]),
+                  "chat_hard": _stat([r["rewardbench"]["sections"]["Chat Hard"] for r in rs]),
+                  "mean": _stat([r["rewardbench"]["mean"] for r in rs]),
+                  "dev": _stat([r["hs_dev"]["accuracy"] for r in rs]),
+                  "lr": ", ".join(sorted({str(x.get("lr", "-")) for x in f})),
+                  "minutes": " / ".join(f"{x['train_seconds'] / 60:.1f}" for x in f
+                                        if "train_seconds" in x) or "-",
+                  "alpha": ", ".join(str(x["alpha"]) for x in f if "alpha" in x)})
+    probe = load_probe_variant(probe_name)
+    kept_subsets = ([x for x, k in zip(subsets or [], keep or []) if k] if keep else subsets)
+    vs_probe.append({"label": label,
+                     "hs": _paired(rs, probe, "hs_validation"),
+                     "mix": _paired(rs, probe, "mix_validation"),
+                     "rb": _paired(_restrict(rs, keep) if keep else rs, probe, "rewardbench",
+                                   kept_subsets)})
+  for a, b, label in CLAIMS:
+    ra, rb_ = runs.get(a, []), runs.get(b, [])
+    claims.append({"label": label,
+                   "rb": _paired(ra, rb_, "rewardbench", subsets),
+                   "rb_verdict": _verdict("", ra, rb_, "rewardbench", subsets),
+                   "hs": _paired(ra, rb_, "hs_validation"),
+                   "hs_verdict": _verdict("", ra, rb_, "hs_validation", None),
+                   "mix": _paired(ra, rb_, "mix_validation"),
+                   "mix_verdict": _verdict("", ra, rb_, "mix_validation", None)})
+  check = json.loads((results / "part2" / "export_check.json").read_text()) \
+      if (results / "part2" / "export_check.json").exists() else None
+  train_minutes = sum(r["_file"].get("train_seconds", 0) for rs in runs.values() for r in rs) / 60
+  return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
+          "check": check, "top_layers": any_run.get("top_layers"), "train_minutes": train_minutes,
+          "sets": sets,
+          "sizes": {k: len(v["correct"]) for k, v in runs[next(iter(runs))][0].items()
+                    if isinstance(v, dict) and "correct" in v}}
 
 
 def _train_report(results: Path) -> Optional[str]:

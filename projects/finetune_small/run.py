@@ -33,14 +33,17 @@ from benchmarks import machine
 from helpsteer_jax import runs
 from helpsteer_jax.data import load_preferences
 from helpsteer_jax.evaluation.pair_eval import EvalConfig, evaluate
+from helpsteer_jax.evaluation.rows import load_pairs
 from helpsteer_jax.export import export_hf
 from helpsteer_jax.training.configs import SHARED_DATA
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import fresh_head
-from projects.finetune_small.config import DATA, PARITY, REPO, RESULTS, TRAINERS, WORKDIR
+from projects.finetune_small.config import (DATA, EXPO, PARITY, REPO, RESULTS, TRAINERS, VARIANTS,
+                                            WORKDIR)
 from projects.finetune_small.train_config import get_config
 
-RUNS = tuple(f"{PARITY['loss']}_{t}" for t in TRAINERS)  # bt_ours, bt_trl
+RUNS = tuple(f"{PARITY['loss']}_{t}" for t in TRAINERS)  # bt_ours, bt_trl (part 1)
+PART2 = tuple(v[0] for v in VARIANTS) + (EXPO["name"],)
 EVAL_SETS = ("hs_validation", "rewardbench")
 
 
@@ -269,10 +272,10 @@ def _last_metric(path: Path, key: str) -> float | None:
   return vals[-1] if vals else None
 
 
-def collect(workdir: Path, results: Path) -> None:
+def collect(workdir: Path, results: Path, data_dir: Path) -> None:
   """Copies into results/ what the report needs from the workdir: each run's per-step training
-  loss (ours: metrics.jsonl; TRL: its log history), the training-data report, and the longest
-  sequence of every RewardBench row (which rows a 2048-token limit keeps)."""
+  loss (ours: metrics.jsonl; TRL: its log history), the training-data report, and which
+  RewardBench rows the frozen probe scored."""
   results.mkdir(parents=True, exist_ok=True)
   for name in RUNS:
     trainer = name.rsplit("_", 1)[1]
@@ -291,14 +294,24 @@ def collect(workdir: Path, results: Path) -> None:
   reports = sorted((workdir / "data").glob("train_pairs_seed*.report.txt"))
   if reports:
     (results / "train_data.txt").write_text(reports[0].read_text())
-  for ex in sorted((workdir / "eval").glob("*/rewardbench/examples.jsonl")):
-    rows = [json.loads(l) for l in ex.read_text().splitlines()]
-    (results / "rewardbench_lengths.json").write_text(json.dumps({
-        "note": "per RewardBench row in file order: prompt tokens + the longer response's",
-        "longest_sequence_tokens": [r["prompt_tokens"] + max(r["chosen_tokens"],
-                                                             r["rejected_tokens"])
-                                    for r in rows]}) + "\n")
-    break
+  probe_rewardbench_rows(results, data_dir)
+
+
+def probe_rewardbench_rows(results: Path, data_dir: Path) -> None:
+  """Which RewardBench rows the frozen probe of projects/reproduce_small scored (its length limit
+  drops a few), so the report compares on the rows both scored."""
+  out = results / "rewardbench_probe_rows.json"
+  if out.exists() or not (data_dir / DATA["rb_file"]).exists():
+    return
+  from projects.reproduce_small.config import STUDY  # pylint: disable=g-import-not-at-top
+  from projects.reproduce_small.data import rewardbench_rows
+  tok = runs.tokenizer_of("smollm2")
+  rows = load_pairs(str(data_dir / DATA["rb_file"]))
+  kept, _ = rewardbench_rows(data_dir / DATA["rb_file"], tok, STUDY["rb_max_length"],
+                             lambda _: None)
+  ids = {p.line for p in kept}
+  out.write_text(json.dumps({"scored_by_probe": [p.line in ids for p in rows],
+                             "max_length": STUDY["rb_max_length"]}) + "\n")
 
 
 # ----------------------------------------------------------------------------- main
@@ -307,7 +320,10 @@ def collect(workdir: Path, results: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--stage", choices=("all", "report"), default="all")
-  ap.add_argument("--only", choices=RUNS, default=None, help="one run (with --seed)")
+  ap.add_argument("--part", choices=("all", "parity", "variants"), default="all",
+                  help="part 1 (parity with TRL), part 2 (the paper's variants), or both")
+  ap.add_argument("--only", choices=RUNS + PART2, default=None,
+                  help="one run of part 1 or one variant of part 2 (with --seed: one seed)")
   ap.add_argument("--seed", type=int, default=None, help="with --only: that seed only")
   ap.add_argument("--workdir", type=Path, default=WORKDIR,
                   help=f"start models, checkpoints, trained models (default {WORKDIR})")
@@ -329,19 +345,27 @@ def main(argv: list[str] | None = None) -> None:
     if not args.data_dir.is_dir():
       sys.exit(f"the shared data folder {args.data_dir} is missing (--data-dir)")
     files = eval_files(args.workdir, args.data_dir)
-    names = (args.only,) if args.only else RUNS
-    seeds = (args.seed,) if args.seed is not None else PARITY["seeds"]
+    part1 = args.part in ("all", "parity") and (args.only is None or args.only in RUNS)
+    part2 = args.part in ("all", "variants") and (args.only is None or args.only in PART2)
     t0 = time.time()
     try:
-      for seed in seeds:  # seed by seed: a seed's comparison is complete before the next starts
-        for name in names:
-          model = train(name, seed, args.workdir)
-          evaluate_run(name, seed, model, files, args.workdir, results)
+      if part1:
+        names = (args.only,) if args.only else RUNS
+        seeds = (args.seed,) if args.seed is not None else PARITY["seeds"]
+        for seed in seeds:  # seed by seed: a seed's comparison is complete before the next
+          for name in names:
+            model = train(name, seed, args.workdir)
+            evaluate_run(name, seed, model, files, args.workdir, results)
+      if part2:
+        from projects.finetune_small import variants  # pylint: disable=g-import-not-at-top
+        variants.run_part2(args.workdir, args.data_dir, results / "part2", files["hs_validation"],
+                           only=args.only, seeds=(args.seed,) if args.seed is not None else None,
+                           committed_sweep=RESULTS / "part2" / "sweep.json", log=log)
     except (Interrupted, KeyboardInterrupt) as e:
       sys.exit(f"interrupted ({e or 'signal'}); rerun the same command to resume")
     log(f"done in {(time.time() - t0) / 60:.1f} min")
   if args.workdir.is_dir():
-    collect(args.workdir, results)
+    collect(args.workdir, results, args.data_dir)
   if results == RESULTS:
     from projects.finetune_small import report  # pylint: disable=g-import-not-at-top
     report.build()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,11 +105,9 @@ def build_data(study: dict[str, Any], data_dir: str, tokenizer: Any) -> dict[str
                                       attributes=tuple(ATTRIBUTES)))
     enc = encode_ratings(rated, tokenizer, study["hs_max_length"], counts=counts)
     reports.append(counts.report())
-    labels = np.asarray([[np.nan if e.attributes.get(a) is None else e.attributes[a]
-                          for a in ATTRIBUTES] for e in enc], np.float32)
+    labels, label_mask = rating_labels(enc)
     out[f"hs_ratings_{split}"] = RatingSet(
-        np.asarray([hs.add(e.sequence.input_ids) for e in enc]), np.nan_to_num(labels),
-        (~np.isnan(labels)).astype(np.float32))
+        np.asarray([hs.add(e.sequence.input_ids) for e in enc]), labels, label_mask)
     pairs, counts = load_preferences(dict(spec, format="helpsteer_ratings_pairs"), loss="bt")
     enc = encode_pairs(pairs, tokenizer, study["hs_max_length"], counts=counts)
     reports.append(counts.report())
@@ -117,36 +115,17 @@ def build_data(study: dict[str, Any], data_dir: str, tokenizer: Any) -> dict[str
 
   # The larger preference mix.
   for split in ("train", "validation"):
-    sets = []
-    for name, fmt, file in MIX:
-      pairs, counts = load_preferences(dict(format=fmt, path=str(d / file), split=split,
-                                            validation_fraction=study["mix_validation_fraction"],
-                                            skip_invalid=True),  # counted in the report
-                                       loss="bt")
-      if name == "stack_exchange":
-        kept = [p for p in pairs if p.row <= study["se_questions"]]
-        counts.skip("beyond_se_questions", len(pairs) - len(kept))
-        pairs = kept
-      enc = encode_pairs(pairs, tokenizer, study["mix_max_length"], counts=counts)
-      reports.append(counts.report())
-      sets.append(_pairs(mix, enc, name))
+    sets = [_pairs(mix, enc, name)
+            for name, enc in mix_pairs(study, d, tokenizer, split, reports.append)]
     out[f"mix_pairs_{split}"] = _concat(sets)
 
   # RewardBench rows, encoded as the built-in evaluator does.
-  rows = load_pairs(str(d / study["rb_file"]))
-  encoded = ChatEncoder(tokenizer, study["rb_max_length"]).encode_many(
-      [(p.messages, (p.chosen, p.rejected)) for p in rows], [f"{p.source}:{p.line}" for p in rows])
-  kept_rows, c, r, cl, rl = [], [], [], [], []
-  for p, (seqs, _) in zip(rows, encoded):
-    if seqs is None:
-      continue
-    kept_rows.append(p)
-    c.append(rb.add(seqs[0].input_ids))
-    r.append(rb.add(seqs[1].input_ids))
-    cl.append(len(seqs[0].input_ids) - seqs[0].prompt_len)
-    rl.append(len(seqs[1].input_ids) - seqs[1].prompt_len)
-  reports.append(f"{study['rb_file']}: rows={len(rows)} kept={len(kept_rows)} "
-                 f"too_long={len(rows) - len(kept_rows)} (max_length {study['rb_max_length']})")
+  kept_rows, seqs = rewardbench_rows(d / study["rb_file"], tokenizer, study["rb_max_length"],
+                                     reports.append)
+  c = [rb.add(pair[0].input_ids) for pair in seqs]
+  r = [rb.add(pair[1].input_ids) for pair in seqs]
+  cl = [len(pair[0].input_ids) - pair[0].prompt_len for pair in seqs]
+  rl = [len(pair[1].input_ids) - pair[1].prompt_len for pair in seqs]
   out["rb_pairs"] = PairSet(np.asarray(c), np.asarray(r), np.ones(len(c), np.float32),
                             [p.subset for p in kept_rows], np.asarray(cl), np.asarray(rl))
   out["rb_ids"] = [p.id for p in kept_rows]
@@ -158,6 +137,45 @@ def build_data(study: dict[str, Any], data_dir: str, tokenizer: Any) -> dict[str
         _remap(val, remap)
   out["reports"] = reports
   return out
+
+
+def rating_labels(encoded: list) -> tuple[np.ndarray, np.ndarray]:
+  """(labels [N, 5] in ATTRIBUTES order, 0 where unrated; label mask [N, 5])."""
+  labels = np.asarray([[np.nan if e.attributes.get(a) is None else e.attributes[a]
+                        for a in ATTRIBUTES] for e in encoded], np.float32).reshape(-1, 5)
+  return np.nan_to_num(labels), (~np.isnan(labels)).astype(np.float32)
+
+
+def mix_pairs(study: dict[str, Any], data_dir: Path, tokenizer: Any, split: str,
+              report: Callable[[str], None]) -> list[tuple[str, list]]:
+  """(source name, encoded pairs) of every preference-mix source for `split`, in MIX order."""
+  out = []
+  for name, fmt, file in MIX:
+    pairs, counts = load_preferences(dict(format=fmt, path=str(data_dir / file), split=split,
+                                          validation_fraction=study["mix_validation_fraction"],
+                                          skip_invalid=True),  # counted in the report
+                                     loss="bt")
+    if name == "stack_exchange":
+      kept = [p for p in pairs if p.row <= study["se_questions"]]
+      counts.skip("beyond_se_questions", len(pairs) - len(kept))
+      pairs = kept
+    enc = encode_pairs(pairs, tokenizer, study["mix_max_length"], counts=counts)
+    report(counts.report())
+    out.append((name, enc))
+  return out
+
+
+def rewardbench_rows(path: Path, tokenizer: Any, max_length: int,
+                     report: Callable[[str], None]) -> tuple[list, list]:
+  """(rows, [(chosen, rejected) encoded]) of the RewardBench rows that fit `max_length`, in
+  file order, encoded as the built-in evaluator encodes them."""
+  rows = load_pairs(str(path))
+  encoded = ChatEncoder(tokenizer, max_length).encode_many(
+      [(p.messages, (p.chosen, p.rejected)) for p in rows], [f"{p.source}:{p.line}" for p in rows])
+  kept = [(p, seqs) for p, (seqs, _) in zip(rows, encoded) if seqs is not None]
+  report(f"{path.name}: rows={len(rows)} kept={len(kept)} too_long={len(rows) - len(kept)} "
+         f"(max_length {max_length})")
+  return [p for p, _ in kept], [seqs for _, seqs in kept]
 
 
 def _group_of(key: str) -> str:

@@ -1,0 +1,390 @@
+"""Part 2: the paper's variants with a fine-tuned top on a frozen bottom (config.FROZEN).
+
+Stages, each skipped when its output exists: the data (the reproduce_small sets, with a dev split
+carved from the HelpSteer training prompts); the bottom's output for every distinct sequence
+(frozen.HiddenCache); a learning-rate sweep per loss family (seed 0, dev-pair accuracy); every
+variant and seed (config.VARIANTS), evaluated on the held-out HelpSteer pairs, the preference-mix
+held-out pairs and every RewardBench head500 row; ExPO with alpha chosen on dev; the best model on
+dev exported as a Hugging Face reward model and checked against the library's evaluator and
+transformers. Results: results/part2/*.json; trained tops: WORKDIR/part2/tops/*.npz.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+from helpsteer_jax import runs
+from helpsteer_jax.data import encode_pairs, encode_ratings, load_preferences, load_ratings
+from helpsteer_jax.data.reading import in_validation
+from helpsteer_jax.data.records import ATTRIBUTES
+from helpsteer_jax.evaluation import rewardbench
+from helpsteer_jax.evaluation.pair_eval import EvalConfig, evaluate
+from helpsteer_jax.expo import extrapolate
+from helpsteer_jax.export import export_hf
+from helpsteer_jax.models import convert, split
+from helpsteer_jax.training.model_setup import fresh_head
+from projects.finetune_small import frozen
+from projects.finetune_small.config import (DATA, EXPO, EXPORT_CHECK, FROZEN, LR_FAMILY,
+                                            VARIANTS)
+from projects.reproduce_small.config import STUDY as PROBE_STUDY
+from projects.reproduce_small.data import Group, mix_pairs, rating_labels, rewardbench_rows
+
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class Sets:
+  groups: dict[str, Group]  # helpsteer, mix, rewardbench
+  pairs: dict[str, frozen.PairData]  # hs_train, hs_dev, hs_validation, mix_validation, rewardbench
+  ratings: dict[str, frozen.RatingData]  # hs_train, hs_dev
+  rb_subsets: list[str]
+  rb_ids: list[Any]
+  mix_sources: list[str]
+  reports: list[str]
+
+
+def _dev(messages: list[dict[str, str]]) -> bool:
+  """The dev split: `dev_fraction` of the training prompts, by a hash independent of the
+  held-out split's."""
+  return in_validation("dev|" + json.dumps(messages, sort_keys=True), FROZEN["dev_fraction"])
+
+
+def build_sets(data_dir: Path, tokenizer: Any, context: int) -> Sets:
+  """Every evaluation and training set; RewardBench rows up to `context` tokens (the model's)."""
+  hs, mix, rb = Group("helpsteer"), Group("mix"), Group("rewardbench")
+  pairs: dict[str, frozen.PairData] = {}
+  ratings: dict[str, frozen.RatingData] = {}
+  reports: list[str] = []
+
+  def add_pairs(group: Group, enc: list) -> frozen.PairData:
+    return frozen.PairData(np.asarray([group.add(e.chosen.input_ids) for e in enc], np.int64),
+                           np.asarray([group.add(e.rejected.input_ids) for e in enc], np.int64),
+                           np.asarray([e.strength for e in enc], np.float32))
+
+  for split_name in ("train", "validation"):
+    spec = dict(path=str(data_dir / DATA["hs_file"]), split=split_name,
+                validation_fraction=DATA["hs_validation_fraction"])
+    rated, counts = load_ratings(dict(spec, format="helpsteer_ratings",
+                                      attributes=tuple(ATTRIBUTES)))
+    prefs, pcounts = load_preferences(dict(spec, format="helpsteer_ratings_pairs"), loss="bt")
+    parts = ({"hs_train": False, "hs_dev": True} if split_name == "train"
+             else {"hs_validation": None})
+    for name, dev in parts.items():
+      r_keep = [x for x in rated if dev is None or _dev(x.messages) == dev]
+      p_keep = [x for x in prefs if dev is None or _dev(x.messages) == dev]
+      enc = encode_ratings(r_keep, tokenizer, FROZEN["max_length"], counts=counts)
+      labels, mask = rating_labels(enc)
+      ratings[name] = frozen.RatingData(
+          np.asarray([hs.add(e.sequence.input_ids) for e in enc], np.int64), labels, mask)
+      pairs[name] = add_pairs(hs, encode_pairs(p_keep, tokenizer, FROZEN["max_length"],
+                                               counts=pcounts))
+      reports.append(f"{name}: {len(ratings[name].index)} rated responses, "
+                     f"{len(pairs[name].chosen)} pairs")
+    reports += [counts.report(), pcounts.report()]
+
+  study = dict(PROBE_STUDY, mix_max_length=FROZEN["mix_max_length"])
+  sources: list[str] = []
+  encoded: list = []
+  for name, enc in mix_pairs(study, data_dir, tokenizer, "validation", reports.append):
+    encoded += enc
+    sources += [name] * len(enc)
+  pairs["mix_validation"] = add_pairs(mix, encoded)
+
+  rows, seqs = rewardbench_rows(data_dir / DATA["rb_file"], tokenizer, context, reports.append)
+  pairs["rewardbench"] = frozen.PairData(
+      np.asarray([rb.add(s[0].input_ids) for s in seqs], np.int64),
+      np.asarray([rb.add(s[1].input_ids) for s in seqs], np.int64), np.ones(len(seqs), np.float32))
+  return Sets({"helpsteer": hs, "mix": mix, "rewardbench": rb}, pairs, ratings,
+              [p.subset for p in rows], [p.id for p in rows], sources, reports)
+
+
+GROUP_OF = {"hs_train": "helpsteer", "hs_dev": "helpsteer", "hs_validation": "helpsteer",
+            "mix_validation": "mix", "rewardbench": "rewardbench"}
+EVAL_SETS = ("hs_dev", "hs_validation", "mix_validation", "rewardbench")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class Study:
+  """The loaded model halves, the cached bottom outputs and the data of part 2."""
+
+  def __init__(self, workdir: Path, data_dir: Path, log: Log = print, source: str = "smollm2"):
+    self.workdir, self.log = workdir / "part2", log
+    pre = runs.load_model(source)
+    self.cfg, self.tokenizer = pre.config, pre.tokenizer
+    self.sets = build_sets(data_dir, pre.tokenizer, pre.config.max_position_embeddings)
+    params = {"model": pre.params["model"],
+              "score": fresh_head(np.random.default_rng(0), self.cfg.hidden_size, 1)}
+    k = FROZEN["top_layers"]
+    self.bottom_cfg, self.top_cfg, self.bottom, self._top0 = split.split(self.cfg, params, k)
+    self.hidden: dict[str, frozen.Hidden] = {}
+    for name, group in self.sets.groups.items():
+      cache = frozen.HiddenCache(self.workdir / "hidden" / name, self.bottom_cfg, self.bottom)
+      seqs = group.sequences
+      t0 = time.time()
+      self.hidden[name] = cache(seqs, log=log)
+      log(f"bottom output {name}: {len(seqs)} sequences, {len(self.hidden[name].data)} tokens "
+          f"({cache.seconds():.0f} s computing, {time.time() - t0:.0f} s this call)")
+    bf16 = FROZEN["precision"] == "bf16"
+    self.train_cfg = self.top_cfg.replace(
+        dtype="bfloat16" if bf16 else "float32",
+        low_precision_dots="f32_accumulate" if bf16 else "xla",
+        remat_policy="full", scan_layers=self.top_cfg.scan_layers)
+
+  def fresh_top(self, seed: int, num_labels: int) -> dict[str, Any]:
+    """The pretrained top layers and norm with seed `seed`'s N(0, 0.02) head of `num_labels`."""
+    top = {"model": self._top0["model"],
+           "score": fresh_head(np.random.default_rng(seed), self.cfg.hidden_size, num_labels)}
+    return top
+
+  def data(self, kind: str, name: str) -> frozen.PairData | frozen.RatingData:
+    return self.sets.pairs[name] if kind == "pairs" else self.sets.ratings[name]
+
+  def train(self, loss: str, kind: str, top: dict[str, Any], lr: float, epochs: int, seed: int
+            ) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    optim = ml_collections.ConfigDict(dict(FROZEN["optim"], lr=lr))
+    attrs = ("helpfulness",) if loss == "regression_helpfulness" else tuple(ATTRIBUTES)
+    return frozen.train_top(self.train_cfg, top, loss,
+                            self.hidden["helpsteer"], self.data(kind, "hs_train"), optim,
+                            epochs=epochs, batch_size=FROZEN["batch_size"], seed=seed,
+                            attributes=attrs, log=self.log)
+
+  def evaluate(self, top: dict[str, Any], sets: tuple[str, ...] = EVAL_SETS) -> dict[str, Any]:
+    """Per evaluation set: accuracy and per-pair correctness (reward = head output 0)."""
+    out: dict[str, Any] = {}
+    for name in sets:
+      p = self.sets.pairs[name]
+      hidden = self.hidden[GROUP_OF[name]]
+      seqs = np.unique(np.concatenate([p.chosen, p.rejected]))
+      r = np.zeros(len(hidden), np.float64)
+      r[seqs] = frozen.rewards(self.top_cfg, top, hidden, seqs,
+                               batch_size=FROZEN["eval_batch_size"])[:, 0]
+      correct = rewardbench.correct(r[p.chosen], r[p.rejected])
+      entry = {"accuracy": float(np.mean(correct)), "correct": [int(c) for c in correct]}
+      if name == "rewardbench":
+        s = rewardbench.summarize_correct(self.sets.rb_subsets, correct)
+        entry.update(sections=s["sections"], mean=s["mean_of_present_sections"])
+      if name == "mix_validation":
+        src = np.asarray(self.sets.mix_sources)
+        entry["by_source"] = {k: float(np.mean(correct[src == k])) for k in sorted(set(src))}
+      out[name] = entry
+    return out
+
+
+def save_top(path: Path, top: dict[str, Any]) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp.npz")
+  np.savez(tmp, **{"/".join(p): np.asarray(v) for p, v in convert.flatten(top)})
+  tmp.rename(path)
+
+
+def load_top(path: Path) -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  with np.load(path) as f:
+    for key in f.files:
+      convert.set_path(out, tuple(key.split("/")), f[key])
+  return out
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _kind_labels(loss: str) -> tuple[str, int]:
+  if loss == "regression":
+    return "ratings", len(ATTRIBUTES)
+  if loss == "regression_helpfulness":
+    return "ratings", 1
+  return "pairs", 1
+
+
+def sweep(study: Study, results: Path) -> dict[str, float]:
+  """The learning rate of each loss family: best dev-pair accuracy with seed 0 (ties: smaller)."""
+  path = results / "sweep.json"
+  done = json.loads(path.read_text()) if path.exists() else {"runs": []}
+  for family in sorted(set(LR_FAMILY.values())):
+    epochs = next(v[4] for v in VARIANTS if v[0] == family)
+    kind, labels = _kind_labels(next(v[2] for v in VARIANTS if v[0] == family))
+    for lr in FROZEN["lr_grid"]:
+      if any(r["family"] == family and r["lr"] == lr for r in done["runs"]):
+        continue
+      study.log(f"sweep {family} lr {lr}")
+      t0 = time.time()
+      loss = next(v[2] for v in VARIANTS if v[0] == family)
+      top, curve = study.train(loss, kind, study.fresh_top(0, labels), lr, epochs, seed=0)
+      dev = study.evaluate(top, ("hs_dev",))["hs_dev"]["accuracy"]
+      done["runs"].append({"family": family, "lr": lr, "dev_accuracy": dev,
+                           "final_loss": curve[-1]["loss"], "seconds": round(time.time() - t0)})
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(done, indent=1) + "\n")
+  chosen = {}
+  for family in sorted(set(LR_FAMILY.values())):
+    rs = sorted((r for r in done["runs"] if r["family"] == family),
+                key=lambda r: (-r["dev_accuracy"], r["lr"]))
+    chosen[family] = rs[0]["lr"]
+  done["chosen"] = chosen
+  path.write_text(json.dumps(done, indent=1) + "\n")
+  return chosen
+
+
+def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
+                  ) -> None:
+  """Trains and evaluates one variant and seed (first the variant it starts from, if needed)."""
+  _, _, loss, init, epochs = next(v for v in VARIANTS if v[0] == name)
+  out = results / f"{name}_seed{seed}.json"
+  top_path = study.workdir / "tops" / f"{name}_seed{seed}.npz"
+  if out.exists() and top_path.exists():
+    return
+  kind, labels = _kind_labels(loss)
+  if init:
+    train_variant(study, results, lrs, init, seed)
+    start = load_top(study.workdir / "tops" / f"{init}_seed{seed}.npz")
+  else:
+    start = study.fresh_top(seed, labels)
+  lr = lrs[LR_FAMILY[name]]
+  study.log(f"training {name} seed {seed} (lr {lr}, {epochs} epoch(s))")
+  t0 = time.time()
+  top, curve = study.train(loss, kind, start, lr, epochs, seed)
+  seconds = time.time() - t0
+  save_top(top_path, top)
+  metrics = study.evaluate(top)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({"variant": name, "seed": seed, "loss": loss, "init": init, "lr": lr,
+                             "epochs": epochs, "train_seconds": round(seconds, 1),
+                             "top_layers": FROZEN["top_layers"], "curve": curve,
+                             "metrics": metrics}) + "\n")
+
+
+def expo(study: Study, results: Path, seeds: tuple[int, ...]) -> None:
+  for seed in seeds:
+    out = results / f"{EXPO['name']}_seed{seed}.json"
+    if out.exists():
+      continue
+    aligned = load_top(study.workdir / "tops" / f"{EXPO['aligned']}_seed{seed}.npz")
+    init = load_top(study.workdir / "tops" / f"{EXPO['init']}_seed{seed}.npz")
+    grid = {}
+    for a in EXPO["alphas"]:
+      grid[a] = study.evaluate(extrapolate(init, aligned, a), ("hs_dev",))["hs_dev"]["accuracy"]
+    alpha = sorted(grid, key=lambda a: (-grid[a], a))[0]
+    top = extrapolate(init, aligned, alpha)
+    save_top(study.workdir / "tops" / f"{EXPO['name']}_seed{seed}.npz", top)
+    out.write_text(json.dumps({"variant": EXPO["name"], "seed": seed, "alpha": alpha,
+                               "dev_accuracy_by_alpha": {str(k): v for k, v in grid.items()},
+                               "metrics": study.evaluate(top)}) + "\n")
+
+
+def export_best(study: Study, results: Path, heldout_file: Path) -> None:
+  """The best variant on dev (mean over seeds), seed 0, joined with the bottom and exported as a
+  Hugging Face reward model; its rewards from the library's evaluator and from transformers are
+  compared with ours on the first EXPORT_CHECK["pairs"] held-out HelpSteer pairs."""
+  out = results / "export_check.json"
+  if out.exists():
+    return
+  dev: dict[str, list[float]] = {}
+  for path in results.glob("*_seed*.json"):
+    r = json.loads(path.read_text())
+    dev.setdefault(r["variant"], []).append(r["metrics"]["hs_dev"]["accuracy"])
+  name = sorted(dev, key=lambda k: (-float(np.mean(dev[k])), k))[0]
+  top = load_top(study.workdir / "tops" / f"{name}_seed0.npz")
+  directory = study.workdir / "export" / name
+  export_hf(split.join(study.bottom, top, study.cfg), study.cfg, directory, task="reward",
+            tokenizer=study.tokenizer)
+  n = EXPORT_CHECK["pairs"]
+  p = study.sets.pairs["hs_validation"]
+  hidden = study.hidden["helpsteer"]
+  seqs = np.concatenate([p.chosen[:n], p.rejected[:n]])
+  ours = frozen.rewards(study.top_cfg, top, hidden, seqs)[:, 0].astype(np.float64)
+  check: dict[str, Any] = {"variant": name, "seed": 0, "directory": str(directory), "pairs": n,
+                           "tolerance": EXPORT_CHECK["tolerance"],
+                           "dev_accuracy_by_variant": {k: float(np.mean(v))
+                                                       for k, v in dev.items()}}
+  evaluate(EvalConfig(model=str(directory), output=str(directory / "eval_check"),
+                      data=str(heldout_file), limit=n, dtype="float32", mode="pairwise",
+                      progress=False))
+  ex = [json.loads(l) for l in (directory / "eval_check" / "examples.jsonl").read_text()
+        .splitlines()]
+  theirs = np.asarray([e["reward_chosen"] for e in ex] + [e["reward_rejected"] for e in ex])
+  check["library_evaluator_max_abs_diff"] = float(np.max(np.abs(theirs - ours)))
+  check["transformers"] = _transformers_rewards(directory, [study.sets.groups["helpsteer"]
+                                                           .sequences[i] for i in seqs], ours)
+  out.write_text(json.dumps(check, indent=1) + "\n")
+
+
+def _transformers_rewards(directory: Path, seqs: list[np.ndarray], ours: np.ndarray
+                          ) -> dict[str, Any]:
+  """transformers' LlamaForSequenceClassification on the exported directory, batches of 4
+  right-padded with the exported pad id (so its last-non-pad-token pooling is what is tested)."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import transformers
+  except ImportError as e:
+    return {"skipped": f"{e}"}
+  model = transformers.AutoModelForSequenceClassification.from_pretrained(
+      directory, dtype=torch.float32).eval()
+  pad = model.config.pad_token_id
+  got = []
+  for start in range(0, len(seqs), 4):
+    chunk = seqs[start:start + 4]
+    length = max(len(s) for s in chunk)
+    ids = torch.full((len(chunk), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(chunk), length), dtype=torch.long)
+    for row, s in enumerate(chunk):
+      ids[row, :len(s)] = torch.as_tensor(np.asarray(s, np.int64))
+      mask[row, :len(s)] = 1
+    with torch.no_grad():
+      got.append(model(input_ids=ids, attention_mask=mask).logits[:, 0].double().numpy())
+  got = np.concatenate(got)
+  n = len(got) // 2  # chosen rewards, then rejected
+  return {"version": transformers.__version__, "max_abs_diff": float(np.max(np.abs(got - ours))),
+          "pair_decisions_agree": int(np.sum((got[:n] > got[n:]) == (ours[:n] > ours[n:]))),
+          "pairs": n}
+
+
+def run_part2(workdir: Path, data_dir: Path, results: Path, heldout_file: Path, *,
+              only: str | None = None, seeds: tuple[int, ...] | None = None,
+              committed_sweep: Path | None = None, log: Log = print,
+              source: str = "smollm2") -> None:
+  """Everything of part 2 not done yet; with `only`, that variant (and what it starts from),
+  taking the learning rates from `committed_sweep` when this workdir has not swept."""
+  study = Study(workdir, data_dir, log, source)
+  results.mkdir(parents=True, exist_ok=True)
+  sets = study.sets
+  (results / "sets.json").write_text(json.dumps({
+      "reports": sets.reports, "rb_subsets": sets.rb_subsets, "rb_ids": sets.rb_ids,
+      "mix_sources": sets.mix_sources,
+      "sizes": {**{f"{k} pairs": len(v.chosen) for k, v in sets.pairs.items()},
+                **{f"{k} rated responses": len(v.index) for k, v in sets.ratings.items()},
+                **{f"{k} distinct sequences": f"{len(g.sequences)} "
+                   f"({sum(len(x) for x in g.sequences)} tokens)" for k, g in sets.groups.items()}},
+      "bottom_seconds": {k: round(frozen.HiddenCache(study.workdir / "hidden" / k,
+                                                     study.bottom_cfg, study.bottom).seconds())
+                         for k in sets.groups}}, indent=1) + "\n")
+  seeds = seeds or FROZEN["seeds"]
+  sweep_file = results / "sweep.json"
+  if only and not sweep_file.exists() and committed_sweep and committed_sweep.exists():
+    lrs = json.loads(committed_sweep.read_text())["chosen"]
+    log(f"learning rates from {committed_sweep}: {lrs}")
+  else:
+    lrs = sweep(study, results)
+  if only == EXPO["name"]:
+    for seed in seeds:
+      for v in (EXPO["aligned"], EXPO["init"]):
+        train_variant(study, results, lrs, v, seed)
+    expo(study, results, seeds)
+    return
+  names = [only] if only else [v[0] for v in VARIANTS]
+  for seed in seeds:
+    for name in names:
+      train_variant(study, results, lrs, name, seed)
+  if not only:
+    expo(study, results, seeds)
+    export_best(study, results, heldout_file)
