@@ -32,6 +32,12 @@ def get_config(arg: str = "tiny"):
   c.rl = ml_collections.ConfigDict(dict(
       prompts_per_step=4, samples_per_prompt=4, kl_beta=0.01, max_new_tokens=128,
       temperature=1.0, top_p=1.0, top_k=0))
+  # Fixed evaluation prompts answered every `every` steps (0: never), scored by the reward model
+  # and by `monitors` ({name: reward-model source}), which are not optimised.
+  c.eval = ml_collections.ConfigDict(dict(
+      every=0, prompts=dict(format="prompts", path=HELPSTEER_SAMPLE_PATH, split="validation",
+                            validation_fraction=0.1),
+      max_prompts=8, monitors={}))
   c.optim = optim_block(lr=1e-6, weight_decay=0.0, warmup_steps=0)
   c.train = train_block(steps=100, log_every=1, checkpoint_every=50)
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))

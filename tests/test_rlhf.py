@@ -109,6 +109,35 @@ def test_tiny_config_runs_and_checkpoints(tmp_path, smollm2_tokenizer):
   assert (tmp_path / "checkpoints" / str(c.train.steps)).is_dir()
 
 
+def test_fixed_prompt_evaluation_with_a_monitor_reward_model(tmp_path, smollm2_tokenizer):
+  """eval.every: the fixed prompts are answered before training, every N steps and at the end,
+  scored by the optimised reward model and by a monitor that is not optimised."""
+  del smollm2_tokenizer
+  from helpsteer_jax.rlhf.train import train
+  spec = importlib.util.spec_from_file_location("reinforce_cfg", REPO / "experiments" / "reinforce.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config("tiny")
+  c.eval.update(every=1, max_prompts=8, monitors={"other": "tiny"})
+  c.eval.prompts.split = "train"  # short enough for the tiny config's 128-token prompt limit
+  train(c, str(tmp_path))
+  gens = [json.loads(l) for l in (tmp_path / "eval_generations.jsonl").read_text().splitlines()]
+  n = sum(g["step"] == 0 for g in gens)
+  assert n >= 2 and [g["step"] for g in gens] == [0] * n + [1] * n + [2] * n
+  for g in gens:
+    assert isinstance(g["response"], str) and g["tokens"] >= 1
+    assert np.isfinite(g["reward"]) and np.isfinite(g["monitor_other"])
+  assert all(g["kl"] == 0.0 for g in gens[:n])  # before training the policy is the reference
+  # The monitor is another reward model: its scores are not the optimised one's.
+  assert any(g["reward"] != g["monitor_other"] for g in gens)
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in rows if "eval/reward_mean" in r]
+  assert [r["step"] for r in evals] == [0, 1, 2]
+  for r, step in zip(evals, (0, 1, 2)):
+    got = [g["monitor_other"] for g in gens if g["step"] == step]
+    assert r["eval/monitor_other_mean"] == pytest.approx(np.mean(got), rel=1e-6)
+
+
 def test_reward_model_reuses_policy_ids_as_its_template_renders_them(smollm2_tokenizer):
   """Same tokenizer: prompt ids + sampled ids (+ the template's end of turn) are exactly the ids of
   the conversation rendered by the chat template, as the reward model was trained on."""

@@ -10,11 +10,16 @@ advantages and take one policy-gradient step (rlhf/reinforce.py). Reads top to b
 helpsteer_jax.train, on the same set-up (training/trainer.py: jax.distributed, mesh, state
 resume > pretrained > fresh, checkpoints with the prompt position, SIGTERM saves and exits):
 set-up, state, the step, the loop, the end. Metrics (reward mean/std, KL, response length,
-tokens/s) go to metrics.jsonl and TensorBoard.
+tokens/s) go to metrics.jsonl and TensorBoard. With `eval.every` > 0, a fixed set of evaluation
+prompts (`eval.prompts`) is answered before training, every `eval.every` steps and at the end
+(one sampled response each, the same random key every time), scored by the reward model and by the
+`eval.monitors` reward models that are not optimised; metrics go under eval/ and every generation
+to eval_generations.jsonl.
 """
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Any
 
@@ -143,6 +148,35 @@ class Learner:
     return state, metrics
 
 
+  def evaluate(self, params: Any, ref_params: Any, prompt_seqs: list[np.ndarray],
+               messages: list[Any], rng: jax.Array, monitors: dict[str, RewardFn]
+               ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """One response per fixed evaluation prompt (the same key every time), scored by the reward
+    model and by `monitors` (reward models that are not optimised: a rise of the optimised
+    reward that they do not share is reward hacking). Returns metrics and one row per prompt."""
+    ids, mask = left_pad(prompt_seqs, self.sc.pad_id, self.multiple)
+    gen = generate(params, self.cfg, ids, mask, rng, self.sc)
+    tokens, resp = distributed.to_host(gen.tokens), distributed.to_host(gen.response_mask)
+    full_ids = np.concatenate([ids, tokens], axis=1)
+    full_mask = np.concatenate([mask, resp], axis=1)
+    target_mask = np.concatenate([np.zeros((len(ids), ids.shape[1] - 1), np.int32), resp], axis=1)
+    kl = distributed.to_host(reinforce.sequence_kl(self._logprobs(params, full_ids, full_mask),
+                                                   self._ref_logprobs(ref_params, full_ids,
+                                                                      full_mask), target_mask))
+    rollout = Rollout(list(messages), ids, mask, tokens, resp, self.tokenizer)
+    scores = {"reward": np.asarray(self.reward_fn(rollout), np.float64)}
+    scores.update({f"monitor_{name}": np.asarray(fn(rollout), np.float64)
+                   for name, fn in monitors.items()})
+    lengths = resp.sum(1)
+    metrics = {f"{k}_mean": float(v.mean()) for k, v in scores.items()}
+    metrics.update(kl=float(np.mean(kl)), response_length=float(lengths.mean()))
+    texts = rollout.response_texts() if self.tokenizer is not None else [None] * len(ids)
+    rows = [{"prompt": messages[i], "response": texts[i], "tokens": int(lengths[i]),
+             "kl": float(kl[i]), **{k: float(v[i]) for k, v in scores.items()}}
+            for i in range(len(ids))]
+    return metrics, rows
+
+
 class PromptOrder:
   """Seeded shuffled passes over the prompts; the position is saved with checkpoints."""
 
@@ -188,6 +222,24 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
                             head_index=config.reward.head_index,
                             tokenizer=config.policy.tokenizer, seed=config.seed + 1,
                             batch_size=config.reward.batch_size)
+  ev = config.get("eval") or {}
+  eval_every = int(ev.get("every", 0) or 0)
+  eval_prompts: list[Any] = []
+  eval_ids: list[np.ndarray] = []
+  monitors: dict[str, RewardFn] = {}
+  if eval_every:
+    eval_prompts = load_prompts(ev.prompts, limit=ev.get("max_prompts", 0))
+    eval_prompts, eval_ids, too_long = encode_prompts(eval_prompts, tok,
+                                                      config.data.max_prompt_length)
+    if not eval_prompts:
+      raise ValueError(f"eval.prompts: all {too_long} evaluation prompts are longer than "
+                       f"data.max_prompt_length={config.data.max_prompt_length} tokens")
+    monitors = {name: RewardModel(src, policy_tokenizer=tok, tokenizer=config.policy.tokenizer,
+                                  seed=config.seed + 2, batch_size=config.reward.batch_size)
+                for name, src in dict(ev.get("monitors", {}) or {}).items()}
+    log.text(f"evaluation: {len(eval_prompts)} fixed prompts ({too_long} too long dropped) every "
+             f"{eval_every} steps; "
+             f"monitor reward models: {sorted(monitors) or 'none'}")
   eos = eos_ids_of(tok.eos_token_id if tok is not None else policy.config.eos_token_id)
   pad = tok.pad_token_id if tok is not None else (policy.config.pad_token_id or 0)
   sc = SamplingConfig(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
@@ -215,7 +267,21 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   # --- the loop
   step = int(state.step)
   history = []
+  eval_key = jax.random.PRNGKey(config.seed + 11)  # the same key at every evaluation
+
+  def run_eval(at: int) -> None:
+    m, rows = learner.evaluate(state.params, ref_params, eval_ids, eval_prompts, eval_key,
+                               monitors)
+    log.scalars(at, m, prefix="eval/")
+    log.text(f"eval @ step {at}: " + " ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
+    if job.is_main:
+      with (job.workdir / "eval_generations.jsonl").open("a", encoding="utf-8") as f:
+        for r in rows:
+          f.write(json.dumps({"step": at, **r}, ensure_ascii=False) + "\n")
+
   with job.loop():
+    if eval_every and step == 0:
+      run_eval(0)
     while step < config.train.steps:
       idx = order.take(rl.prompts_per_step)
       key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7), step)
@@ -229,10 +295,14 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
         log.text(f"step {step}/{config.train.steps} " + " ".join(
             f"{k}={m[k]:.4g}" for k in ("reward_mean", "reward_std", "kl", "response_length",
                                          "loss", "grad_norm", "gen_tokens_per_s")))
+      if eval_every and step % eval_every == 0 and step < config.train.steps:
+        run_eval(step)
       if job.checkpoint(step, state, order.state()):
         return {"step": step, "preempted": True}
     # --- the end
     job.save_final(step, state, order.state())
+    if eval_every:
+      run_eval(step)
   return job.write_summary({"step": step, "first": history[0] if history else None,
                             "last": history[-1] if history else None})
 
