@@ -172,3 +172,39 @@ def test_train_top_learns_a_separable_preference(tmp_path):
   r = frozen.rewards(tcfg, trained, hidden, np.arange(32))[:, 0]
   assert np.mean(r[data.chosen] > r[data.rejected]) == 1.0
   assert np.mean([c["loss"] for c in curve[-4:]]) < 0.3
+
+
+# ----------------------------------------------------------------------------- part 3: RLHF
+
+
+def test_part3_results_and_report_come_from_the_rl_run(tmp_path, smollm2_tokenizer):
+  """A tiny RLHF run with evaluation and a monitor; run.rlhf copies its metrics and generations
+  into part3.json and the report's part-3 table shows the run's evaluation metrics."""
+  del smollm2_tokenizer
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.rlhf.train import train
+  from projects.finetune_small.config import REPO
+  spec = importlib.util.spec_from_file_location("rcfg", REPO / "experiments" / "reinforce.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config("tiny")
+  c.train.steps = 3
+  c.eval.update(every=2, max_prompts=8, monitors={"monitor": "tiny"})
+  c.eval.prompts.split = "train"
+  run_dir = tmp_path / "work" / "rlhf"
+  train(c, str(run_dir))
+  _write_jsonl(run_dir / "segments.jsonl", [{"start": 0.0, "wall_s": 36.0, "processor": "cpu Y"}])
+  results = tmp_path / "results"
+  (results / "part2").mkdir(parents=True)
+  (results / "part2" / "export_check.json").write_text(json.dumps(
+      {"variant": "bt", "monitor": {"variant": "regression_helpfulness", "seed": 1,
+                                    "directory": "d"}}))
+  run.rlhf(tmp_path / "work", results)
+  part3 = json.loads((results / "part3.json").read_text())
+  assert [e["step"] for e in part3["eval"]] == [0, 2, 3]
+  assert [t["step"] for t in part3["train"]] == [1, 2, 3]
+  text = report.build(results=results, out=tmp_path / "R.md", figures=tmp_path / "fig")
+  for e in part3["eval"]:
+    assert (f"| {e['step']} | {e['reward_mean']:.3f} | {e['monitor_monitor_mean']:.3f} | "
+            f"{e['kl']:.3f} |") in text
+  assert "`regression_helpfulness`, seed 1" in text and (tmp_path / "fig" / "rlhf.png").exists()

@@ -96,3 +96,15 @@ EXPO = dict(name="expo_scaled_bt_from_regression", aligned="scaled_bt_from_regre
 # The model exported as a Hugging Face reward model (the best variant by dev accuracy, seed 0):
 # transformers must score `pairs` evaluation pairs as we do, within `tolerance`.
 EXPORT_CHECK = dict(pairs=50, tolerance=1e-4)
+
+# Part 3: REINFORCE (RLOO) on SmolLM2-135M-Instruct with part 2's exported reward model. No
+# sweep: the settings were fixed before the run (a learning rate above NeMo-Aligner's 1e-6 for
+# 70B models, for a visible trend in a CPU-sized number of steps on a 135M policy).
+RLHF = dict(
+    seed=0,
+    prompts_file="hh_rlhf_helpful_train_sample500.jsonl",
+    max_prompts=0, max_prompt_length=256,
+    prompts_per_step=4, k=4, kl_beta=0.02, max_new_tokens=64, temperature=1.0,
+    lr=1e-5, steps=120, checkpoint_every=10,
+    eval_every=20, eval_prompts=16,
+)

@@ -224,6 +224,7 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                        for rs in runs.values() for r in rs) / 3600,
       "bootstrap": BOOTSTRAP,
       "part2": part2_context(results, subsets, keep), "frozen": FROZEN,
+      "part3": part3_context(results, figure.parent if figure is not None else HERE / "figures"),
   }
 
 
@@ -349,6 +350,76 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
           "sets": sets,
           "sizes": {k: len(v["correct"]) for k, v in runs[next(iter(runs))][0].items()
                     if isinstance(v, dict) and "correct" in v}}
+
+
+# ----------------------------------------------------------------------------- part 3
+
+
+def part3_context(results: Path, figures: Path) -> dict[str, Any]:
+  path = results / "part3.json"
+  if not path.exists():
+    return {"ran": False}
+  r = json.loads(path.read_text())
+  ev, tr = r["eval"], r["train"]
+  first, last = ev[0], ev[-1]
+  by_step: dict[int, list[dict[str, Any]]] = {}
+  for g in r["generations"]:
+    by_step.setdefault(g["step"], []).append(g)
+  steps = sorted(by_step)
+  examples = []
+  for before, after in list(zip(by_step[steps[0]], by_step[steps[-1]]))[:3]:
+    examples.append({"prompt": _clip(before["prompt"][-1]["content"], 300),
+                     "before": _clip(before["response"], 500), "after": _clip(after["response"], 500),
+                     "r_before": f"{before['reward']:.3f}", "r_after": f"{after['reward']:.3f}",
+                     "m_before": f"{before.get('monitor_monitor', float('nan')):.3f}",
+                     "m_after": f"{after.get('monitor_monitor', float('nan')):.3f}"})
+  window = max(1, len(tr) // 10)
+  mean = lambda rows, k: float(np.mean([x[k] for x in rows]))
+  has_fig = _rl_figure(tr, ev, figures / "rlhf.png")
+  return {"ran": True, "settings": r["settings"], "eval": ev, "steps": len(tr),
+          "reward_model": r["reward_model"], "monitor": r["monitor"],
+          "train_first": mean(tr[:window], "reward_mean"), "train_last": mean(tr[-window:],
+                                                                             "reward_mean"),
+          "window": window, "d_reward": last["reward_mean"] - first["reward_mean"],
+          "d_monitor": last.get("monitor_monitor_mean", float("nan"))
+                       - first.get("monitor_monitor_mean", float("nan")),
+          "examples": examples, "figure": "rlhf.png" if has_fig else None,
+          "hours": r["wall_seconds"] / 3600, "processors": r["processors"],
+          "eval_prompts": len(by_step[steps[0]])}
+
+
+def _clip(text: Optional[str], n: int) -> str:
+  text = (text or "").replace("\n", " ").replace("|", "\\|")
+  return text if len(text) <= n else text[:n] + " …"
+
+
+def _rl_figure(tr: list[dict[str, Any]], ev: list[dict[str, Any]], path: Path) -> bool:
+  if not tr:
+    return False
+  plt = pyplot()
+  fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+  steps = [x["step"] for x in tr]
+  axes[0].plot(steps, [x["reward_mean"] for x in tr], alpha=0.4, label="training batch")
+  axes[0].plot([x["step"] for x in ev], [x["reward_mean"] for x in ev], "o-",
+               label="eval prompts, optimised RM")
+  ax2 = axes[0].twinx()
+  ax2.plot([x["step"] for x in ev], [x.get("monitor_monitor_mean") for x in ev], "s--", color="C3",
+           label="eval prompts, monitor RM")
+  axes[0].set_title("reward")
+  axes[0].legend(fontsize=7, loc="upper left")
+  ax2.legend(fontsize=7, loc="lower right")
+  axes[1].plot(steps, [x["kl"] for x in tr])
+  axes[1].set_title("KL to the reference (per sequence)")
+  axes[2].plot(steps, [x["response_length"] for x in tr])
+  axes[2].set_title("response length (tokens)")
+  for a in axes:
+    a.set_xlabel("step")
+    a.grid(alpha=0.3)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
 
 
 def _train_report(results: Path) -> Optional[str]:

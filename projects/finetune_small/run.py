@@ -272,6 +272,43 @@ def _last_metric(path: Path, key: str) -> float | None:
   return vals[-1] if vals else None
 
 
+def rlhf(workdir: Path, results: Path) -> None:
+  """Part 3: the RLHF run (resumable), then its metrics and evaluation generations copied into
+  results/part3.json."""
+  run_dir = workdir / "rlhf"
+  if not (run_dir / "summary.json").exists():
+    part2 = results / "part2"
+    cmd = [sys.executable, "-m", "helpsteer_jax.rlhf.train",
+           f"--config={REPO / 'projects/finetune_small/rl_config.py'}:{part2}",
+           f"--workdir={run_dir}"]
+    log(f"RLHF -> {run_dir}")
+    _run_child(cmd, run_dir)
+    if not (run_dir / "summary.json").exists():
+      raise Interrupted("the RLHF run stopped before its end; rerun to resume")
+  rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+  keep = ("reward_mean", "reward_std", "kl", "response_length", "loss", "step_seconds")
+  train_rows = {int(r["step"]): {k: r[f"train/{k}"] for k in keep if f"train/{k}" in r}
+                for r in rows if "train/reward_mean" in r}
+  eval_rows = {int(r["step"]): {k[5:]: v for k, v in r.items() if k.startswith("eval/")}
+               for r in rows if "eval/reward_mean" in r}
+  gens = [json.loads(l) for l in (run_dir / "eval_generations.jsonl").read_text().splitlines()]
+  last = {}
+  for g in gens:  # a resumed run may have evaluated a step twice: the last record counts
+    last[(g["step"], json.dumps(g["prompt"]))] = g
+  segments = [json.loads(l) for l in (run_dir / "segments.jsonl").read_text().splitlines()]
+  from projects.finetune_small.config import RLHF  # pylint: disable=g-import-not-at-top
+  (results / "part3.json").write_text(json.dumps({
+      "settings": RLHF, "train": [dict(step=k, **v) for k, v in sorted(train_rows.items())],
+      "eval": [dict(step=k, **v) for k, v in sorted(eval_rows.items())],
+      "generations": sorted(last.values(), key=lambda g: (g["step"], json.dumps(g["prompt"]))),
+      "wall_seconds": sum(s["wall_s"] for s in segments),
+      "processors": sorted({s.get("processor", "not recorded") for s in segments}),
+      "reward_model": json.loads((results / "part2" / "export_check.json").read_text())[
+          "variant"],
+      "monitor": json.loads((results / "part2" / "export_check.json").read_text())["monitor"],
+  }, indent=1) + "\n")
+
+
 def collect(workdir: Path, results: Path, data_dir: Path) -> None:
   """Copies into results/ what the report needs from the workdir: each run's per-step training
   loss (ours: metrics.jsonl; TRL: its log history), the training-data report, and which
@@ -320,8 +357,9 @@ def probe_rewardbench_rows(results: Path, data_dir: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--stage", choices=("all", "report"), default="all")
-  ap.add_argument("--part", choices=("all", "parity", "variants"), default="all",
-                  help="part 1 (parity with TRL), part 2 (the paper's variants), or both")
+  ap.add_argument("--part", choices=("all", "parity", "variants", "rlhf"), default="all",
+                  help="part 1 (parity with TRL), part 2 (the paper's variants), part 3 (RLHF "
+                       "with part 2's reward model), or all in order")
   ap.add_argument("--only", choices=RUNS + PART2, default=None,
                   help="one run of part 1 or one variant of part 2 (with --seed: one seed)")
   ap.add_argument("--seed", type=int, default=None, help="with --only: that seed only")
@@ -361,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         variants.run_part2(args.workdir, args.data_dir, results / "part2", files["hs_validation"],
                            only=args.only, seeds=(args.seed,) if args.seed is not None else None,
                            committed_sweep=RESULTS / "part2" / "sweep.json", log=log)
+      if args.part in ("all", "rlhf") and args.only is None:
+        rlhf(args.workdir, results)
     except (Interrupted, KeyboardInterrupt) as e:
       sys.exit(f"interrupted ({e or 'signal'}); rerun the same command to resume")
     log(f"done in {(time.time() - t0) / 60:.1f} min")

@@ -316,7 +316,22 @@ def export_best(study: Study, results: Path, heldout_file: Path) -> None:
   check["library_evaluator_max_abs_diff"] = float(np.max(np.abs(theirs - ours)))
   check["transformers"] = _transformers_rewards(directory, [study.sets.groups["helpsteer"]
                                                            .sequences[i] for i in seqs], ours)
+  check["monitor"] = export_monitor(study, dev, name)
   out.write_text(json.dumps(check, indent=1) + "\n")
+
+
+def export_monitor(study: Study, dev: dict[str, list[float]], best: str) -> dict[str, Any]:
+  """A second reward model for part 3, which the policy is not optimised against: the best
+  variant on dev of the other loss family (regression vs the BT family), seed 1."""
+  family = lambda v: LR_FAMILY.get(v, LR_FAMILY.get(EXPO["aligned"]))
+  others = [v for v in dev if family(v) != family(best)]
+  name = sorted(others, key=lambda k: (-float(np.mean(dev[k])), k))[0]
+  seed = max(FROZEN["seeds"])
+  top = load_top(study.workdir / "tops" / f"{name}_seed{seed}.npz")
+  directory = study.workdir / "export" / f"monitor_{name}_seed{seed}"
+  export_hf(split.join(study.bottom, top, study.cfg), study.cfg, directory, task="reward",
+            tokenizer=study.tokenizer)
+  return {"variant": name, "seed": seed, "directory": str(directory)}
 
 
 def _transformers_rewards(directory: Path, seqs: list[np.ndarray], ours: np.ndarray
