@@ -11,6 +11,9 @@
   --reference-free sum|average|norm the reference-free variants (see
   evaluation/implicit_rewards.py; "norm" is the official one: minus the L2 norm of the per-token
   log-probs).
+--judge expected|sampled: the model is a causal LM grading each response with the additive
+  5-point rubric (evaluation/judges.py): the expected score from one forward pass, or the mean of
+  --judge-samples sampled judgments; a response it cannot score makes its pair count as wrong.
 --data: a local file (.jsonl, .json, either gzipped, or .parquet) with columns prompt, chosen,
   rejected (+ subset, id), or a hub dataset id (default allenai/reward-bench, split "filtered").
   With a `subset` column on every row the RewardBench sections are computed
@@ -68,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                   help="only the first K rows of each subset (after --limit)")
   ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
                   help="compute dtype (default: the model's); weights and rewards stay float32")
+  ap.add_argument("--judge", default=None, choices=("expected", "sampled"),
+                  help="grade with the model as an LLM judge (rubric of evaluation/judges.py): "
+                       "expected = E[score] from one forward pass; sampled = the mean of "
+                       "--judge-samples sampled judgments")
+  ap.add_argument("--judge-samples", type=int, default=3)
+  ap.add_argument("--seed", type=int, default=0, help="sampling seed of --judge sampled")
   ap.add_argument("--no-progress", dest="progress", action="store_false")
   return ap
 
@@ -87,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     rb = results["rewardbench"]
     summary.update(sections=rb["sections"], overall=rb["overall"],
                    mean_of_present_sections=rb["mean_of_present_sections"])
-  summary.update(pairs=results["pairs"], tokens_per_second=results["timings"]["tokens_per_second"],
-                 output=str(args.output))
+  summary.update(pairs=results["pairs"], output=str(args.output),
+                 tokens_per_second=results["timings"].get("tokens_per_second"))
   print(json.dumps(summary))
 
 

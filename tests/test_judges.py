@@ -181,3 +181,70 @@ def test_deterministic_judge_end_to_end_equals_manual(params):
   np.testing.assert_allclose(cut.expected[1], out.expected[1], atol=1e-5)
   # As a benchmark ScoreFn.
   np.testing.assert_allclose(judge.score_fn()(prompts, responses), out.expected, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- sampled judge
+class _Scripted(judges.SampledJudge):
+  """The sampler replaced by fixed judgment texts, one list per request (in request order)."""
+
+  def __init__(self, texts, **kw):
+    super().__init__(LlamaForCausalLM(TINY), None, _tiny_tokenizer(), **kw)
+    self.texts = texts
+
+  def sample(self, requests):
+    return [self.texts[i] for i in range(len(requests))]
+
+
+def test_sampled_judge_averages_the_scorable_judgments():
+  judge = _Scripted([["Score: 3", "Score: 5", "no score here"],
+                     ["Score: 9", "Score: x", "nothing"],
+                     ["Score: 2/5", "Score: 1", "Score: 0"]],
+                    n=3, template="{prompt} {response}")
+  p = [{"role": "user", "content": "w1"}]
+  out = judge([p, p, p], ["w2", "w3", "w4"])
+  assert out.mean[0] == 4.0 and np.isnan(out.mean[1]) and out.mean[2] == 1.0
+  assert out.unscorable == {"missing": 2, "out_of_range": 1, "malformed": 1}
+  assert out.judgments[1] == ["Score: 9", "Score: x", "nothing"] and out.too_long == 0
+  np.testing.assert_array_equal(judge.score_fn()([p, p, p], ["w2", "w3", "w4"]), out.mean)
+
+
+def test_sampled_judge_samples_n_judgments_with_the_kv_cache_sampler(params):
+  tok = _tiny_tokenizer()
+  judge = judges.SampledJudge(LlamaForCausalLM(TINY), params, tok, template="w5 {prompt} {response}",
+                              n=2, max_new_tokens=6, batch_size=3, max_length=30, seed=4)
+  prompts = [[{"role": "user", "content": "w10 w11"}]] * 2 + [[{"role": "user",
+                                                                 "content": " ".join(["w9"] * 40)}]]
+  out = judge(prompts, ["w20", "w21 w22", "w23"])
+  assert [len(j) for j in out.judgments] == [2, 2, 0] and out.too_long == 1
+  assert all(isinstance(t, str) for j in out.judgments for t in j)
+  assert np.isnan(out.mean[2])
+  scorable = sum(judges.parse_score(t).score is not None for j in out.judgments for t in j)
+  assert sum(out.unscorable.values()) == 4 - scorable  # every judgment accounted for
+  again = judge(prompts, ["w20", "w21 w22", "w23"])
+  assert again.judgments == out.judgments  # a fixed seed: the same judgments
+
+
+def test_evaluate_with_a_judge_equals_the_judge_itself(params, tmp_path):
+  """`evaluate --judge expected`: each pair right when the chosen response's expected score is
+  strictly higher, the scores the DeterministicJudge gives directly."""
+  import json  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.evaluation.pair_eval import EvalConfig, evaluate
+  from helpsteer_jax.export import export_hf
+  tok = _tiny_tokenizer()
+  export_hf({"model": params["model"]} if "lm_head" not in params else params, TINY,
+            tmp_path / "judge", task="causal_lm", tokenizer=tok)
+  rows = [{"prompt": f"w{10 + i}", "chosen": f"w{20 + i} w{30 + i}", "rejected": f"w{40 + i}",
+           "subset": "alpacaeval-easy", "id": i} for i in range(6)]
+  data = tmp_path / "pairs.jsonl"
+  data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  res = evaluate(EvalConfig(model=str(tmp_path / "judge"), output=str(tmp_path / "out"),
+                            data=str(data), judge="expected", batch_size=4, progress=False,
+                            max_length=256))
+  judge = judges.load_judge(str(tmp_path / "judge"), "expected", max_length=256)
+  prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
+  c = judge(prompts, [r["chosen"] for r in rows]).expected
+  r = judge(prompts, [r["rejected"] for r in rows]).expected
+  assert res["pairs"]["scored"] == 6 and res["mode"] == "judge (expected)"
+  assert res["accuracy"] == pytest.approx(float(np.mean(c > r)))
+  ex = [json.loads(l) for l in (tmp_path / "out" / "examples.jsonl").read_text().splitlines()]
+  np.testing.assert_allclose([e["reward_chosen"] for e in ex], c, atol=1e-6)

@@ -38,9 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from helpsteer_jax import runs
 from helpsteer_jax.data.records import Message
 from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models.llama import LlamaForCausalLM, last_token_index
+from helpsteer_jax.rlhf.generate import SamplingConfig, eos_ids_of, generate, left_pad
 
 RUBRIC_PROMPT = """\
 Review the user's question and the response below, and grade the response with the additive \
@@ -294,3 +296,99 @@ class DeterministicJudge:
   def score_fn(self):
     """This judge as a benchmark ScoreFn (evaluation/response_sets.py): expected scores."""
     return lambda prompts, responses: self(prompts, responses).expected
+
+
+# ----------------------------------------------------------------------------- sampled judge
+@dataclasses.dataclass
+class SampledScores:
+  mean: np.ndarray  # [N] float64: the mean of each response's scorable judgments, NaN if none
+  judgments: list[list[str]]  # the n sampled judgment texts of each response
+  unscorable: collections.Counter  # judgments without a readable score, by reason
+  too_long: int  # requests longer than max_length (not judged: NaN)
+
+
+class SampledJudge:
+  """The Self-Rewarding paper's scorer: `n` sampled judgments per response (the KV-cache sampler
+  of rlhf/generate.py, fixed seed), each parsed by `parse_score`, averaged over the scorable ones.
+
+  The request is the deterministic judge's (`template` as one user turn with the generation
+  prompt); the judge writes its reasoning and ends with "Score: <points>". A response none of
+  whose judgments is scorable scores NaN (and its judgments are counted by reason), never 0.
+  """
+
+  def __init__(self, model: LlamaForCausalLM, params: Any, tokenizer: Any, *,
+               template: str = RUBRIC_PROMPT, scale: ScoreScale = ScoreScale(), n: int = 3,
+               max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 1.0,
+               max_length: int = 2048, batch_size: int = 8, seed: int = 0):
+    if n < 1:
+      raise ValueError(f"a sampled judge needs n >= 1 judgments per response, got {n}")
+    self.model, self.params, self.tokenizer = model, params, tokenizer
+    self.template, self.scale, self.n = template, scale, int(n)
+    self.max_length, self.batch_size, self.seed = max_length, int(batch_size), int(seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    self.sc = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             eos_ids=eos_ids_of(tokenizer.eos_token_id), pad_id=pad)
+
+  def ask_ids(self, messages: Sequence[Message], response: str) -> list[int]:
+    ask = render(self.template, prompt=conversation_text(messages), response=response)
+    if getattr(self.tokenizer, "chat_template", None):
+      ask = self.tokenizer.apply_chat_template([{"role": "user", "content": ask}],
+                                               tokenize=False, add_generation_prompt=True)
+    return _encode(self.tokenizer, ask)
+
+  def sample(self, requests: Sequence[Sequence[int]]) -> list[list[str]]:
+    """`n` judgment texts per request (batches of `batch_size` rows, each request n times)."""
+    rows = [r for r in requests for _ in range(self.n)]
+    texts: list[str] = []
+    for b, start in enumerate(range(0, len(rows), self.batch_size)):
+      chunk = rows[start:start + self.batch_size]
+      ids, mask = left_pad(chunk, self.sc.pad_id, 64)
+      gen = generate(self.params, self.model.cfg, ids, mask,
+                     jax.random.fold_in(jax.random.PRNGKey(self.seed), b), self.sc)
+      tokens, resp = np.asarray(gen.tokens), np.asarray(gen.response_mask)
+      texts += [self.tokenizer.decode(t[m.astype(bool)], skip_special_tokens=True)
+                for t, m in zip(tokens, resp)]
+    return [texts[i * self.n:(i + 1) * self.n] for i in range(len(requests))]
+
+  def __call__(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+               ) -> SampledScores:
+    requests = [self.ask_ids(p, r) for p, r in zip(prompts, responses)]
+    keep = [i for i, q in enumerate(requests) if len(q) <= self.max_length]
+    judged = self.sample([requests[i] for i in keep])
+    mean = np.full(len(requests), np.nan)
+    judgments: list[list[str]] = [[] for _ in requests]
+    bad: collections.Counter = collections.Counter()
+    for i, texts in zip(keep, judged):
+      s = mean_score(texts, self.scale)
+      judgments[i] = list(texts)
+      bad.update(s.unscorable)
+      if s.mean is not None:
+        mean[i] = s.mean
+    return SampledScores(mean, judgments, bad, len(requests) - len(keep))
+
+  def score_fn(self):
+    """This judge as a benchmark ScoreFn (evaluation/response_sets.py): mean sampled scores."""
+    return lambda prompts, responses: self(prompts, responses).mean
+
+
+JUDGE_SCORERS = ("expected", "sampled")
+TEMPLATES = {"rubric": RUBRIC_PROMPT}
+
+
+def load_judge(source: str, scorer: str = "expected", *, template: str = "rubric",
+               samples: int = 3, max_length: Optional[int] = None, batch_size: int = 8,
+               dtype: Optional[str] = None, seed: int = 0,
+               mesh: Optional[jax.sharding.Mesh] = None) -> "DeterministicJudge | SampledJudge":
+  """A causal LM (any source runs.load_model reads) as a rubric judge with `scorer`."""
+  if scorer not in JUDGE_SCORERS:
+    raise ValueError(f"judge scorer must be one of {JUDGE_SCORERS}, got {scorer!r}")
+  text = TEMPLATES.get(template, template)  # a name, or a template string itself
+  pre = runs.load_model(source, **({"dtype": dtype} if dtype else {}))
+  params = pre.causal_lm_params()
+  model = LlamaForCausalLM(pre.config)
+  max_length = max_length or pre.config.max_position_embeddings
+  if scorer == "expected":
+    return DeterministicJudge(model, params, pre.tokenizer, template=text, max_length=max_length,
+                              batch_size=batch_size, mesh=mesh)
+  return SampledJudge(model, params, pre.tokenizer, template=text, n=samples,
+                      max_length=max_length, batch_size=batch_size, seed=seed)

@@ -21,6 +21,9 @@ denominator: a pair that does not fit even then is not scored and counts as wron
 with those pairs left out of the denominators (results.json: dropped_too_long). Sequences are
 scored in length-sorted batches, the batch dimension sharded over all devices.
 
+With `judge` the model is a causal LM grading each response with the rubric of
+evaluation/judges.py (expected score, or the mean of sampled judgments): `evaluate_judge`.
+
 Writes OUTPUT/results.json, OUTPUT/examples.jsonl and OUTPUT/{scores,margins,length_bias}.png.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tqdm import tqdm
 from helpsteer_jax import runs, sharding
 from helpsteer_jax.data.encoding import ChatEncoder
 from helpsteer_jax.data.records import where
-from helpsteer_jax.evaluation import implicit_rewards, metrics, plots, rewardbench
+from helpsteer_jax.evaluation import implicit_rewards, judges, metrics, plots, rewardbench
 from helpsteer_jax.evaluation.rows import Pair, choose_mode, load_pairs
 from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models import LlamaForCausalLM, LlamaRewardModel, Pretrained
@@ -67,6 +70,12 @@ class EvalConfig:
   limit_per_subset: Optional[int] = None  # then only the first K rows of each subset
   dtype: Optional[str] = None  # compute dtype; weights and rewards stay float32
   progress: bool = True
+  # LLM-as-a-judge (evaluation/judges.py): the model, a causal LM, grades each response with the
+  # rubric; "expected" = E[score] from one forward pass, "sampled" = the mean of judge_samples
+  # sampled judgments. The pair is right when the chosen response scores strictly higher.
+  judge: Optional[str] = None  # None | expected | sampled
+  judge_samples: int = 3
+  seed: int = 0
 
 
 def parse_weights(text: Optional[str]) -> Optional[tuple[float, ...]]:
@@ -107,8 +116,69 @@ def _scoring(cfg: EvalConfig, pre: Pretrained, ref: Optional[Pretrained]) -> tup
   return pre.reward_params(), None, LlamaRewardModel(pre.config, num_labels=pre.num_labels)
 
 
+def evaluate_judge(cfg: EvalConfig) -> dict[str, Any]:
+  """Every pair of `cfg.data` graded by `cfg.model` as a rubric judge; writes the results.
+
+  A response the judge could not score (no readable score in any sampled judgment, or a request
+  longer than the model's context) makes its pair count as wrong, as an unscored pair does; the
+  counts are in results.json. Equal scores are ties and count as wrong (RewardBench's rule).
+  """
+  t0 = time.perf_counter()
+  pairs = load_pairs(cfg.data, split=cfg.split, limit=cfg.limit,
+                     limit_per_subset=cfg.limit_per_subset)
+  eval_kind = choose_mode(pairs, cfg.mode)
+  judge = judges.load_judge(cfg.model, cfg.judge, samples=cfg.judge_samples,
+                            max_length=cfg.max_length, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                            seed=cfg.seed, mesh=sharding.make_mesh({"data": -1})
+                            if cfg.judge == "expected" else None)
+  t_load = time.perf_counter()
+  prompts = [p.messages for p in pairs for _ in range(2)]
+  responses = [r for p in pairs for r in (p.chosen, p.rejected)]
+  out = judge(prompts, responses)
+  scores = out.expected if cfg.judge == "expected" else out.mean
+  r_chosen, r_rejected = scores[0::2], scores[1::2]
+  is_scored = ~(np.isnan(r_chosen) | np.isnan(r_rejected))
+  ok = metrics.every_pair(rewardbench.correct(r_chosen[is_scored], r_rejected[is_scored]),
+                          is_scored)
+  results: dict[str, Any] = {
+      "model": cfg.model, "data": cfg.data, "mode": f"judge ({cfg.judge})",
+      "reward": ("expected rubric score (one forward pass)" if cfg.judge == "expected" else
+                 f"mean rubric score of {cfg.judge_samples} sampled judgments"),
+      "evaluation": eval_kind, "limit": cfg.limit, "limit_per_subset": cfg.limit_per_subset,
+      "pairs": {"rows": len(pairs), "scored": int(is_scored.sum()),
+                "unscored": int((~is_scored).sum()), "too_long_requests": int(out.too_long)},
+      "ties": int(np.sum(r_chosen[is_scored] == r_rejected[is_scored])),
+      "timings": {"load_seconds": round(t_load - t0, 3),
+                  "judge_seconds": round(time.perf_counter() - t_load, 3)},
+  }
+  if cfg.judge == "sampled":
+    results["unscorable_judgments"] = dict(out.unscorable)
+    results["judgments_per_response"] = cfg.judge_samples
+  results.update(_scores(eval_kind, pairs, ok))
+  out_dir = Path(cfg.output)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
+    for k, p in enumerate(pairs):
+      ex = {"id": p.id, "subset": p.subset, "line": p.line,
+            "reward_chosen": None if np.isnan(r_chosen[k]) else float(r_chosen[k]),
+            "reward_rejected": None if np.isnan(r_rejected[k]) else float(r_rejected[k]),
+            "correct": bool(ok[k])}
+      if cfg.judge == "sampled":
+        ex["judgments_chosen"], ex["judgments_rejected"] = (out.judgments[2 * k],
+                                                            out.judgments[2 * k + 1])
+      f.write(json.dumps(ex, ensure_ascii=False) + "\n")
+  results["timings"]["total_seconds"] = round(time.perf_counter() - t0, 3)
+  (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  return results
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
   """Scores every pair of `cfg.data` with `cfg.model`; writes and returns the results."""
+  if cfg.judge:
+    if cfg.dpo_reference or cfg.reference_free or cfg.attribute_weights:
+      raise ValueError("--judge grades with the model's text; it excludes --dpo-reference, "
+                       "--reference-free and --attribute-weights")
+    return evaluate_judge(cfg)
   if cfg.dpo_reference and cfg.reference_free:
     raise ValueError("--dpo-reference and --reference-free exclude each other")
   t0 = time.perf_counter()
