@@ -24,7 +24,11 @@ def get_config(arg: str = "tiny"):
   c.policy = model_block()  # a preset (random init) or a causal-LM checkpoint: smollm2, HF dir
   c.reward = ml_collections.ConfigDict(dict(
       source="tiny",  # a reward-model workdir, HF reward-model dir, or a preset (random, tests)
-      head_index=0, batch_size=16))
+      head_index=0, batch_size=16,
+      # kind "judge": `source` is a causal LM grading each response with the rubric of
+      # evaluation/judges.py ("expected" score or the mean of `judge_samples` sampled
+      # judgments); a response it cannot score gets `judge_unscorable_reward` (counted).
+      kind="model", judge_scorer="expected", judge_samples=3, judge_unscorable_reward=0.0))
   c.data = ml_collections.ConfigDict(dict(
       prompts=dict(format="prompts", path=HELPSTEER_SAMPLE_PATH, split="train",
                    validation_fraction=0.1),

@@ -231,7 +231,7 @@ def test_evaluate_with_a_judge_equals_the_judge_itself(params, tmp_path):
   from helpsteer_jax.evaluation.pair_eval import EvalConfig, evaluate
   from helpsteer_jax.export import export_hf
   tok = _tiny_tokenizer()
-  export_hf({"model": params["model"]} if "lm_head" not in params else params, TINY,
+  export_hf(params, TINY,
             tmp_path / "judge", task="causal_lm", tokenizer=tok)
   rows = [{"prompt": f"w{10 + i}", "chosen": f"w{20 + i} w{30 + i}", "rejected": f"w{40 + i}",
            "subset": "alpacaeval-easy", "id": i} for i in range(6)]
@@ -248,3 +248,29 @@ def test_evaluate_with_a_judge_equals_the_judge_itself(params, tmp_path):
   assert res["accuracy"] == pytest.approx(float(np.mean(c > r)))
   ex = [json.loads(l) for l in (tmp_path / "out" / "examples.jsonl").read_text().splitlines()]
   np.testing.assert_allclose([e["reward_chosen"] for e in ex], c, atol=1e-6)
+
+
+def test_judge_as_the_rl_reward(params, tmp_path):
+  """rlhf.rewards.JudgeReward: the judge's scores of the rollout's decoded responses; responses
+  it cannot score get the configured reward and are counted, never a silent NaN."""
+  from helpsteer_jax.export import export_hf  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.rlhf.rewards import JudgeReward, Rollout
+  tok = _tiny_tokenizer()
+  export_hf(params, TINY, tmp_path / "judge", task="causal_lm", tokenizer=tok)
+  prompts = [[{"role": "user", "content": "w10 w11"}], [{"role": "user", "content": "w12"}]]
+  tokens = np.asarray([tok.convert_tokens_to_ids(["w20", "w21", "</s>"]),
+                       tok.convert_tokens_to_ids(["w22", "</s>", "<pad>"])], np.int32)
+  rollout = Rollout(prompts, np.zeros((2, 1), np.int32), np.ones((2, 1), np.int32), tokens,
+                    np.asarray([[1, 1, 1], [1, 1, 0]], np.int32), tok)
+  expected = JudgeReward(str(tmp_path / "judge"), scorer="expected")
+  got = expected(rollout)
+  direct = judges.load_judge(str(tmp_path / "judge"), "expected")(prompts, ["w20 w21", "w22"])
+  np.testing.assert_allclose(got, direct.expected, atol=1e-5)
+  assert expected.last_unscorable == 0
+  sampled = JudgeReward(str(tmp_path / "judge"), scorer="sampled", samples=2,
+                        unscorable_reward=-1.0)
+  out = sampled(rollout)
+  mean = judges.load_judge(str(tmp_path / "judge"), "sampled", samples=2)(
+      prompts, ["w20 w21", "w22"]).mean
+  assert sampled.last_unscorable == int(np.isnan(mean).sum())
+  np.testing.assert_allclose(out, np.where(np.isnan(mean), -1.0, mean), atol=1e-6)

@@ -19,6 +19,7 @@ import numpy as np
 from flax import linen as nn
 
 from helpsteer_jax.data.records import Message
+from helpsteer_jax.evaluation import judges
 from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax import runs
 from helpsteer_jax.models import LlamaRewardModel
@@ -113,6 +114,30 @@ class RewardModel:
 
   def __call__(self, rollout: Rollout) -> np.ndarray:
     return self.score(self.sequences(rollout))
+
+
+class JudgeReward:
+  """r = an LLM judge's rubric score of each (prompt, response) (evaluation/judges.py).
+
+  `scorer` "expected" (one forward pass) or "sampled" (mean of `samples` sampled judgments). A
+  response the judge cannot score (no readable score in any judgment; a request longer than the
+  judge's context) gets `unscorable_reward` (by default the rubric's lowest score, 0), and is
+  counted: `last_unscorable` after each call, which the RL trainer logs as reward_unscorable.
+  """
+
+  def __init__(self, source: str, *, scorer: str = "expected", samples: int = 3,
+               unscorable_reward: float = 0.0, batch_size: int = 16, seed: int = 0):
+    self.judge = judges.load_judge(source, scorer, samples=samples, batch_size=batch_size,
+                                   seed=seed)
+    self.scorer, self.fill = scorer, float(unscorable_reward)
+    self.last_unscorable = 0
+
+  def __call__(self, rollout: Rollout) -> np.ndarray:
+    out = self.judge(rollout.messages, rollout.response_texts())
+    scores = np.asarray(out.expected if self.scorer == "expected" else out.mean, np.float64)
+    bad = np.isnan(scores)
+    self.last_unscorable = int(bad.sum())
+    return np.where(bad, self.fill, scores).astype(np.float32)
 
 
 def token_fraction_reward(token_ids: Sequence[int]) -> RewardFn:

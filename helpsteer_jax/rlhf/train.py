@@ -35,7 +35,7 @@ from helpsteer_jax.rlhf import reinforce
 from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, left_pad,
                                          sampling_logprobs)
 from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
-from helpsteer_jax.rlhf.rewards import RewardFn, RewardModel, Rollout
+from helpsteer_jax.rlhf.rewards import JudgeReward, RewardFn, RewardModel, Rollout
 from helpsteer_jax.training import launch, trainer
 from helpsteer_jax.training.model_setup import BuiltModel, causal_lm
 from helpsteer_jax.training.optimizer import make_optimizer
@@ -138,6 +138,8 @@ class Learner:
     metrics = {k_: float(v) for k_, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
     dt = time.perf_counter() - t0
     n_resp = float(resp.sum())
+    if hasattr(self.reward_fn, "last_unscorable"):  # a judge: responses it could not score
+      metrics["reward_unscorable"] = float(self.reward_fn.last_unscorable)
     metrics.update(
         reward_mean=float(rewards.mean()), reward_std=float(rewards.std()),
         kl=float(kl.mean()), shaped_reward_mean=float(shaped.mean()),
@@ -217,7 +219,12 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   prompts, prompt_ids, dropped = encode_prompts(prompts, tok, config.data.max_prompt_length)
   log.text(f"prompts: {len(prompts)} kept, {dropped} longer than {config.data.max_prompt_length} "
            f"tokens dropped")
-  if reward_fn is None:
+  if reward_fn is None and config.reward.get("kind", "model") == "judge":
+    reward_fn = JudgeReward(config.reward.source, scorer=config.reward.judge_scorer,
+                            samples=config.reward.judge_samples,
+                            unscorable_reward=config.reward.judge_unscorable_reward,
+                            batch_size=config.reward.batch_size, seed=config.seed + 1)
+  elif reward_fn is None:
     reward_fn = RewardModel(config.reward.source, policy_tokenizer=tok,
                             head_index=config.reward.head_index,
                             tokenizer=config.policy.tokenizer, seed=config.seed + 1,
