@@ -53,5 +53,6 @@ setup(
         "helpsteer-evaluate=helpsteer_jax.evaluate:main",
         "helpsteer-export=helpsteer_jax.export:main",
         "helpsteer-expo=helpsteer_jax.expo:main",
+        "helpsteer-iterative=helpsteer_jax.iterative:run",
     ]},
 )

@@ -242,12 +242,24 @@ def spin(*, policy_real_logps: jax.Array, policy_generated_logps: jax.Array,
                 "num_pairs": m["num_pairs"]}
 
 
+def spin_on_pairs(*, policy_chosen_logps: jax.Array, policy_rejected_logps: jax.Array,
+                  ref_chosen_logps: jax.Array, ref_rejected_logps: jax.Array, strength: jax.Array,
+                  mask: jax.Array, beta: float = 0.1) -> tuple[jax.Array, Metrics]:
+  """`spin` in the DPO trainer's calling convention: the pair's chosen side is the SFT data's
+  response, its rejected side the previous iterate's generation (the SPIN loop writes them so)."""
+  del strength
+  return spin(policy_real_logps=policy_chosen_logps, policy_generated_logps=policy_rejected_logps,
+              ref_real_logps=ref_chosen_logps, ref_generated_logps=ref_rejected_logps, mask=mask,
+              beta=beta)
+
+
 PAIRWISE_LOSSES: Mapping[str, LossFn] = {"bt": bt, "margin_bt": margin_bt, "scaled_bt": scaled_bt}
 
 DPO_LOSSES: Mapping[str, LossFn] = {
     "dpo": functools.partial(dpo, variant="regular"),
     "dpo_margin": functools.partial(dpo, variant="margin"),
     "dpo_scaled": functools.partial(dpo, variant="scaled"),
+    "spin": spin_on_pairs,
 }
 
 _ALL_LOSSES: Mapping[str, LossFn] = {**PAIRWISE_LOSSES, **DPO_LOSSES, "regression": regression}

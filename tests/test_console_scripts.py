@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"helpsteer-train": "helpsteer_jax.train:run", "helpsteer-rlhf": "helpsteer_jax.rlhf.train:run",
            "helpsteer-score": "helpsteer_jax.score:main",
            "helpsteer-evaluate": "helpsteer_jax.evaluate:main",
-           "helpsteer-export": "helpsteer_jax.export:main", "helpsteer-expo": "helpsteer_jax.expo:main"}
+           "helpsteer-export": "helpsteer_jax.export:main", "helpsteer-expo": "helpsteer_jax.expo:main",
+           "helpsteer-iterative": "helpsteer_jax.iterative:run"}
 
 
 def test_entry_points_resolve():
@@ -38,14 +39,17 @@ def test_trainer_entry_finds_configs_from_the_current_folder(module, tmp_path):
   assert "Traceback" not in out.stderr and "No module named" not in out.stderr, out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("module", ["helpsteer_jax.train", "helpsteer_jax.rlhf.train"])
-def test_trainer_loads_a_config_from_any_folder(module, tmp_path):
+@pytest.mark.parametrize("module,config,override", [
+    ("helpsteer_jax.train", "bt.py:tiny", "--config.train.steps=0"),
+    ("helpsteer_jax.rlhf.train", "reinforce.py:tiny", "--config.train.steps=0"),
+    ("helpsteer_jax.iterative", "self_rewarding.py:tiny", "--config.loop.rounds=1"),
+    ("helpsteer_jax.iterative", "spin.py:tiny", "--config.loop.rounds=1")])
+def test_trainer_loads_a_config_from_any_folder(module, config, override, tmp_path):
   # The configs' shared base is in the package: no sys.path entry for the repository is needed,
-  # whatever the current folder.
-  config = "bt.py:tiny" if module == "helpsteer_jax.train" else "reinforce.py:tiny"
+  # whatever the current folder (the loop configs load experiments/dpo.py beside them).
   code = (f"import sys; sys.path = [p for p in sys.path if p not in ('', {str(REPO)!r})]; "
           f"sys.argv = ['x', '--config', {str(REPO / 'experiments' / config)!r}, "
-          f"'--workdir', {str(tmp_path / 'run')!r}, '--config.train.steps=0', '--helpshort']; "
+          f"'--workdir', {str(tmp_path / 'run')!r}, {override!r}, '--helpshort']; "
           f"import {module} as m; m.run()")
   out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)

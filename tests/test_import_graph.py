@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     f"{PACKAGE}.rlhf": 4, f"{PACKAGE}.evaluation": 4,
     f"{PACKAGE}.train": 5, f"{PACKAGE}.rlhf.train": 5, f"{PACKAGE}.score": 5,
     f"{PACKAGE}.evaluate": 5, f"{PACKAGE}.export": 5, f"{PACKAGE}.expo": 5,
+    f"{PACKAGE}.iterative": 5,
 }
 
 # Function-local imports of the package's own modules that are allowed, with the reason. None is

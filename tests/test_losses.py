@@ -402,7 +402,7 @@ def test_dpo_unknown_variant_raises():
 def test_registry():
   assert losses.PAIRWISE_LOSSES == {"bt": losses.bt, "margin_bt": losses.margin_bt,
                                     "scaled_bt": losses.scaled_bt}
-  assert sorted(losses.DPO_LOSSES) == ["dpo", "dpo_margin", "dpo_scaled"]
+  assert sorted(losses.DPO_LOSSES) == ["dpo", "dpo_margin", "dpo_scaled", "spin"]
   assert losses.get_loss("scaled_bt") is losses.scaled_bt
   assert losses.get_loss("regression") is losses.regression
   with pytest.raises(ValueError) as err:

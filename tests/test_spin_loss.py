@@ -6,6 +6,7 @@ grid, so the policy − reference differences are exact and only the log-sigmoid
 with DPO is exact (the same float32 operations in the same order).
 """
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -99,3 +100,19 @@ def test_spin_all_filler_is_zero_not_nan():
   loss, metrics = losses.spin(**kw)
   assert float(loss) == 0.0 and float(metrics["num_pairs"]) == 0.0
   assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_spin_registered_for_the_dpo_trainer_is_the_spin_loss():
+  """DPO_LOSSES["spin"] (what `loss.name = "spin"` trains with) is `spin` with chosen = the SFT
+  response and rejected = the generation, whatever the strength column holds."""
+  rng = np.random.default_rng(3)
+  a, b, c, d = (jnp.asarray(rng.normal(size=6) * 5, jnp.float32) for _ in range(4))
+  mask = jnp.asarray([1, 1, 1, 1, 0, 1], jnp.float32)
+  want, wm = losses.spin(policy_real_logps=a, policy_generated_logps=b, ref_real_logps=c,
+                         ref_generated_logps=d, mask=mask, beta=0.3)
+  got, gm = losses.DPO_LOSSES["spin"](policy_chosen_logps=a, policy_rejected_logps=b,
+                                      ref_chosen_logps=c, ref_rejected_logps=d,
+                                      strength=jnp.full(6, 7.0), mask=mask, beta=0.3)
+  assert float(got) == float(want) and float(gm["accuracy"]) == float(wm["accuracy"])
+  from helpsteer_jax.training.tasks import task_for  # pylint: disable=g-import-not-at-top
+  assert task_for("spin").name == "dpo"
