@@ -8,6 +8,7 @@ gs:// workdirs run without network on etils' own test double: `epath.testing.moc
 gs://bucket/... onto a local folder; the two google-cloud-storage clients in the way (orbax's
 bucket lookup, tensorboardX's event writer) are replaced by stand-ins.
 """
+import json
 import os
 import types
 
@@ -154,8 +155,12 @@ def test_metrics_go_to_a_gs_workdir_and_survive_a_resume(fake_gcs):
     log = metrics_log.Logger(epath.Path("gs://bucket/run"))  # as train.py passes it
     log.scalars(step, {"loss": 0.5 / step}, prefix="train/")
     log.close()
-  rows = (fake_gcs / "bucket" / "run" / "metrics.jsonl").read_text().splitlines()
-  assert rows == ['{"step": 1, "train/loss": 0.5}', '{"step": 2, "train/loss": 0.25}']
+  rows = [json.loads(l) for l in
+          (fake_gcs / "bucket" / "run" / "metrics.jsonl").read_text().splitlines()]
+  # Each row carries its wall clock (unix seconds), so step times survive a resume.
+  assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
+      {"step": 1, "train/loss": 0.5}, {"step": 2, "train/loss": 0.25}]
+  assert 0 < rows[0]["time"] <= rows[1]["time"]
   events = list((fake_gcs / "bucket" / "run" / "tensorboard").iterdir())
   # (one file per session, but named by the second: both sessions here may share one name)
   assert events and all(e.name.startswith("events.out.tfevents") and e.stat().st_size > 0
