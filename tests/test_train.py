@@ -268,7 +268,7 @@ def test_rlhf_on_two_processes_agrees_with_one_and_one_host_logs(tmp_path):
   assert [r["step"] for r in rows["two"]] == [1, 2]  # one writer: no row twice
   assert b"step 1/2" in errs[0] and b"step 1/2" not in errs[1]
   assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
-  timing = ("tokens_per_s", "gen_tokens_per_s", "step_seconds")
+  timing = ("tokens_per_s", "gen_tokens_per_s", "step_seconds", "time")  # wall clock, rates
   for r1, r2 in zip(rows["one"], rows["two"]):
     assert r1.keys() == r2.keys()
     for k in r1:
