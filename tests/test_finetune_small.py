@@ -143,7 +143,7 @@ def test_hidden_cache_resumes_and_top_rewards_equal_the_whole_model(tmp_path):
   lines2 = []
   np.testing.assert_array_equal(again(seqs, log=lines2.append).data, hidden.data)
   assert not lines2  # every part read from disk
-  with pytest.raises(ValueError, match="cached for other sequences"):
+  with pytest.raises(ValueError, match="computed for other sequences"):
     again(seqs[::-1], log=None)
   got = frozen.rewards(tcfg, top, hidden, np.arange(11), batch_size=4)
   for i, s in enumerate(seqs):

@@ -206,6 +206,17 @@ def last_token_logits(model: LlamaForCausalLM, params: Any, input_ids: jax.Array
   return model.apply({"params": params}, input_ids, attention_mask, method=at_last)
 
 
+def request_text(tokenizer: Any, template: str, messages: Sequence[Message],
+                 response: str) -> str:
+  """The judge request: `template` filled, as one user turn through the tokenizer's chat template
+  (plain text when it has none), with the generation prompt."""
+  ask = render(template, prompt=conversation_text(messages), response=response)
+  if getattr(tokenizer, "chat_template", None):
+    ask = tokenizer.apply_chat_template([{"role": "user", "content": ask}], tokenize=False,
+                                        add_generation_prompt=True)
+  return ask
+
+
 def _encode(tokenizer: Any, text: str) -> list[int]:
   return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -268,11 +279,7 @@ class DeterministicJudge:
 
   def ask_text(self, messages: Sequence[Message], response: str) -> str:
     """The rendered judge request, up to and including the chat template's generation prompt."""
-    ask = render(self.template, prompt=conversation_text(messages), response=response)
-    if getattr(self.tokenizer, "chat_template", None):
-      ask = self.tokenizer.apply_chat_template([{"role": "user", "content": ask}],
-                                               tokenize=False, add_generation_prompt=True)
-    return ask
+    return request_text(self.tokenizer, self.template, messages, response)
 
   def encode(self, messages: Sequence[Message], response: str) -> list[int]:
     """Token ids ending right before the score token: the request's tokens, then the prefix's.
@@ -330,11 +337,7 @@ class SampledJudge:
                              eos_ids=eos_ids_of(tokenizer.eos_token_id), pad_id=pad)
 
   def ask_ids(self, messages: Sequence[Message], response: str) -> list[int]:
-    ask = render(self.template, prompt=conversation_text(messages), response=response)
-    if getattr(self.tokenizer, "chat_template", None):
-      ask = self.tokenizer.apply_chat_template([{"role": "user", "content": ask}],
-                                               tokenize=False, add_generation_prompt=True)
-    return _encode(self.tokenizer, ask)
+    return _encode(self.tokenizer, request_text(self.tokenizer, self.template, messages, response))
 
   def sample(self, requests: Sequence[Sequence[int]]) -> list[list[str]]:
     """`n` judgment texts per request (batches of `batch_size` rows, each request n times)."""

@@ -105,25 +105,36 @@ class Learner:
     self._ref_logprobs = (self._logprobs if ref_sc == sc else
                           jax.jit(functools.partial(sampling_logprobs, model, sc=ref_sc)))
 
+  def _sample(self, params: Any, rows: list[np.ndarray], rng: jax.Array):
+    """(prompt ids, mask, sampled tokens, response mask, seconds) of one rollout."""
+    t0 = time.perf_counter()
+    ids, mask = left_pad(rows, self.sc.pad_id, self.multiple)
+    gen = generate(params, self.cfg, ids, mask, rng, self.sc)
+    # Multi-host: the rollout is sampled sharded over all devices, then every host gathers it
+    # whole, so that all score, shape and batch the same rows (rewards are host code).
+    tokens, resp = distributed.to_host(gen.tokens), distributed.to_host(gen.response_mask)
+    return ids, mask, tokens, resp, time.perf_counter() - t0
+
+  def _kl(self, params: Any, ref_params: Any, ids: np.ndarray, mask: np.ndarray,
+          tokens: np.ndarray, resp: np.ndarray):
+    """(full ids, full mask, target mask, per-sequence KL to the reference) of a rollout."""
+    full_ids = np.concatenate([ids, tokens], axis=1)
+    full_mask = np.concatenate([mask, resp], axis=1)
+    target_mask = np.concatenate([np.zeros((len(ids), ids.shape[1] - 1), np.int32), resp], axis=1)
+    pol = self._logprobs(params, full_ids, full_mask)
+    ref = self._ref_logprobs(ref_params, full_ids, full_mask)
+    kl = distributed.to_host(reinforce.sequence_kl(pol, ref, target_mask))
+    return full_ids, full_mask, target_mask, kl
+
   def step(self, state: TrainState, ref_params: Any, prompt_seqs: list[np.ndarray],
            messages: list[Any], rng: jax.Array) -> tuple[TrainState, dict[str, float]]:
     """One RLOO step on these prompts (each sampled k times). Returns host metrics."""
     t0 = time.perf_counter()
     k = self.k
     rows = [s for s in prompt_seqs for _ in range(k)]
-    ids, mask = left_pad(rows, self.sc.pad_id, self.multiple)
-    gen = generate(state.params, self.cfg, ids, mask, rng, self.sc)
-    # Multi-host: the rollout is sampled sharded over all devices, then every host gathers it
-    # whole, so that all score, shape and batch the same rows (rewards are host code).
-    tokens, resp = distributed.to_host(gen.tokens), distributed.to_host(gen.response_mask)
-    t_gen = time.perf_counter() - t0
-    full_ids = np.concatenate([ids, tokens], axis=1)
-    full_mask = np.concatenate([mask, resp], axis=1)
-    p = ids.shape[1]
-    target_mask = np.concatenate([np.zeros((len(rows), p - 1), np.int32), resp], axis=1)
-    pol = self._logprobs(state.params, full_ids, full_mask)
-    ref = self._ref_logprobs(ref_params, full_ids, full_mask)
-    kl = distributed.to_host(reinforce.sequence_kl(pol, ref, target_mask))
+    ids, mask, tokens, resp, t_gen = self._sample(state.params, rows, rng)
+    full_ids, full_mask, target_mask, kl = self._kl(state.params, ref_params, ids, mask, tokens,
+                                                    resp)
     rollout = Rollout([m for m in messages for _ in range(k)], ids, mask, tokens, resp,
                       self.tokenizer)
     rewards = np.asarray(self.reward_fn(rollout), np.float32)
@@ -156,15 +167,8 @@ class Learner:
     """One response per fixed evaluation prompt (the same key every time), scored by the reward
     model and by `monitors` (reward models that are not optimised: a rise of the optimised
     reward that they do not share is reward hacking). Returns metrics and one row per prompt."""
-    ids, mask = left_pad(prompt_seqs, self.sc.pad_id, self.multiple)
-    gen = generate(params, self.cfg, ids, mask, rng, self.sc)
-    tokens, resp = distributed.to_host(gen.tokens), distributed.to_host(gen.response_mask)
-    full_ids = np.concatenate([ids, tokens], axis=1)
-    full_mask = np.concatenate([mask, resp], axis=1)
-    target_mask = np.concatenate([np.zeros((len(ids), ids.shape[1] - 1), np.int32), resp], axis=1)
-    kl = distributed.to_host(reinforce.sequence_kl(self._logprobs(params, full_ids, full_mask),
-                                                   self._ref_logprobs(ref_params, full_ids,
-                                                                      full_mask), target_mask))
+    ids, mask, tokens, resp, _ = self._sample(params, list(prompt_seqs), rng)
+    kl = self._kl(params, ref_params, ids, mask, tokens, resp)[3]
     rollout = Rollout(list(messages), ids, mask, tokens, resp, self.tokenizer)
     scores = {"reward": np.asarray(self.reward_fn(rollout), np.float64)}
     scores.update({f"monitor_{name}": np.asarray(fn(rollout), np.float64)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from helpsteer_jax.models import split
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.training.objectives import pairwise_objective, regression_objective
 from helpsteer_jax.training.optimizer import make_optimizer
+from projects.reproduce_small.features import FeatureCache
 
 PAD_MULTIPLE = 256  # padded lengths: one compiled shape per multiple (8 up to 2048 tokens)
 
@@ -59,41 +59,29 @@ class Hidden:
     return h, mask
 
 
-def digest(sequences: Sequence[np.ndarray]) -> str:
-  h = hashlib.sha1()
-  for s in sequences:
-    a = np.asarray(s, np.int64)
-    h.update(np.int64(len(a)).tobytes())
-    h.update(a.tobytes())
-  return h.hexdigest()
+@functools.lru_cache(maxsize=None)
+def _bottom_apply(bottom_cfg: LlamaConfig):
+  """The jitted bottom, one per config (every cache of a study shares its compiled shapes)."""
+  model = split.bottom_model(bottom_cfg)
+  return jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask))
 
 
 class HiddenCache:
-  """Resumable, chunked computation of the bottom's output for a list of sequences.
-
-  Part k holds sequences [k * chunk, (k + 1) * chunk) of the list; a part is written whole or not
-  at all, with a digest of its sequences (a changed list is an error, never a silent mix-up) and
-  the seconds it took.
-  """
+  """Resumable, chunked computation of the bottom's output for a list of sequences: the small
+  study's FeatureCache (parts written whole, digest-checked, timed), its features here the
+  per-token residual stream of each chunk's sequences, concatenated."""
 
   def __init__(self, directory: str | os.PathLike, bottom_cfg: LlamaConfig, bottom_params: Any,
                batch_size: int = 8, chunk: int = 64):
-    self.directory, self.chunk, self.batch_size = Path(directory), int(chunk), int(batch_size)
-    model = split.bottom_model(bottom_cfg)
-    self._apply = jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask))
-    self._params = bottom_params
-
-  def _part(self, k: int) -> Path:
-    return self.directory / f"part_{k:05d}.npz"
+    self.batch_size = int(batch_size)
+    self._apply, self._params = _bottom_apply(bottom_cfg), bottom_params
+    self._cache = FeatureCache(directory, self._compute, chunk=chunk)
 
   def seconds(self) -> float:
-    total = 0.0
-    for path in sorted(self.directory.glob("part_*.npz")):
-      with np.load(path) as f:
-        total += float(f["seconds"])
-    return total
+    return self._cache.seconds()
 
   def _compute(self, seqs: list[np.ndarray]) -> np.ndarray:
+    """[sum of the sequences' lengths, D]: each sequence's tokens in order."""
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out: list[np.ndarray | None] = [None] * len(seqs)
     for start in range(0, len(seqs), self.batch_size):
@@ -112,33 +100,9 @@ class HiddenCache:
 
   def __call__(self, sequences: Sequence[np.ndarray],
                log: Callable[[str], None] | None = print) -> Hidden:
-    self.directory.mkdir(parents=True, exist_ok=True)
-    parts = []
-    n_parts = -(-len(sequences) // self.chunk)
-    for k in range(n_parts):
-      seqs = [np.asarray(s, np.int32) for s in sequences[k * self.chunk:(k + 1) * self.chunk]]
-      want = digest(seqs)
-      path = self._part(k)
-      if path.exists():
-        with np.load(path) as f:
-          if str(f["digest"]) != want:
-            raise ValueError(f"{path}: cached for other sequences (digest {f['digest']} != "
-                             f"{want}); delete {self.directory} to recompute")
-          parts.append(f["hidden"])
-        continue
-      t0 = time.perf_counter()
-      hidden = self._compute(seqs)
-      dt = time.perf_counter() - t0
-      tmp = path.with_suffix(".tmp.npz")
-      np.savez(tmp, hidden=hidden, digest=np.asarray(want), seconds=np.asarray(dt))
-      os.replace(tmp, path)
-      parts.append(hidden)
-      if log is not None:
-        log(f"{self.directory.name}: part {k + 1}/{n_parts}, {len(hidden)} tokens in {dt:.0f} s")
+    data = self._cache(sequences, log=log)
     lengths = np.asarray([len(s) for s in sequences], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    data = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return Hidden(data, offsets)
+    return Hidden(data, np.concatenate([[0], np.cumsum(lengths)]))
 
 
 # ----------------------------------------------------------------------------- training

@@ -74,29 +74,38 @@ def _stat(values: Sequence[Optional[float]], scale: float = 100.0, digits: int =
       f"{mean * scale:.{digits}f}"
 
 
-def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str,
-            subsets: Optional[list[str]] = None) -> str:
-  """a - b in points: seed means, combined seed sd, and the paired bootstrap interval over the
-  evaluation pairs both decided (per-pair correctness averaged over each side's seeds)."""
+def _compare(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str,
+             subsets: Optional[list[str]] = None) -> tuple[str, str]:
+  """(a - b in points: seed means, combined seed sd and the paired bootstrap interval over the
+  evaluation pairs both decided (per-pair correctness averaged over each side's seeds); the
+  verdict). holds / reversed only when the difference exceeds the seed noise and the interval
+  excludes zero (the rule of projects/reproduce_small); within noise otherwise."""
   if not a or not b:
-    return "not run"
+    return "not run", "not run"
   field = "mean" if key == "rewardbench" else "accuracy"
-  vals_a = [r[key][field] for r in a]
-  vals_b = [r[key][field] for r in b]
-  diff, noise, _ = compare.seed_difference(vals_a, vals_b)
+  diff, noise, seed_verdict = compare.seed_difference([r[key][field] for r in a],
+                                                      [r[key][field] for r in b])
+  head = f"{diff * 100:+.1f} (seeds {noise * 100:.1f}"
   ca = compare.seed_mean_correct([r[key]["correct"] for r in a])
   cb = compare.seed_mean_correct([r[key]["correct"] for r in b])
   if ca is None or cb is None:
-    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; no per-pair record)"
+    return f"{head}; no per-pair record)", "no pairs interval"
   if len(ca) != len(cb):
-    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; pairs: sets differ)"
-  if key == "rewardbench" and subsets is None:
-    return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; subsets not recorded)"
+    return f"{head}; pairs: sets differ)", "no pairs interval"
+  if key == "rewardbench" and not subsets:
+    return f"{head}; subsets not recorded)", "no pairs interval"
   strata = weights = None
   if key == "rewardbench":
     strata, weights = subsets, rewardbench.subset_coefficients(subsets)
   lo, hi = compare.paired_bootstrap_interval(ca - cb, strata, weights, **BOOTSTRAP)
-  return f"{diff * 100:+.1f} (seeds {noise * 100:.1f}; pairs [{lo * 100:+.1f}, {hi * 100:+.1f}])"
+  verdict = (seed_verdict if seed_verdict != "within seed noise" and (lo > 0 or hi < 0)
+             else "within noise")
+  return f"{head}; pairs [{lo * 100:+.1f}, {hi * 100:+.1f}])", verdict
+
+
+def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str,
+            subsets: Optional[list[str]] = None) -> str:
+  return _compare(a, b, key, subsets)[0]
 
 
 def _rb_cells(runs: list[dict[str, Any]]) -> dict[str, str]:
@@ -152,9 +161,13 @@ def loss_figure(c: dict[str, dict[int, list[tuple[int, float]]]], path: Path) ->
   ax.set_ylabel("training loss (batch)")
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
+  return _save(plt, fig, path, dpi=120)
+
+
+def _save(plt: Any, fig: Any, path: Path, dpi: int) -> bool:
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=dpi)
   plt.close(fig)
   return True
 
@@ -279,24 +292,6 @@ def load_probe_variant(name: str, directory: Path = PROBE_RESULTS) -> list[dict[
   return out
 
 
-def _verdict(cell: str, a: list, b: list, key: str, subsets: Optional[list[str]]) -> str:
-  """holds / reversed only when the difference exceeds the seed noise and its pairs interval
-  excludes zero (the rule of projects/reproduce_small); within noise otherwise."""
-  if not a or not b:
-    return "not run"
-  vals = lambda rs: [r[key]["accuracy"] if key != "rewardbench" else r[key]["mean"] for r in rs]
-  diff, noise, seed_verdict = compare.seed_difference(vals(a), vals(b))
-  ca = compare.seed_mean_correct([r[key]["correct"] for r in a])
-  cb = compare.seed_mean_correct([r[key]["correct"] for r in b])
-  if ca is None or cb is None or len(ca) != len(cb) or (key == "rewardbench" and not subsets):
-    return "no pairs interval"
-  weights = rewardbench.subset_coefficients(subsets) if key == "rewardbench" else None
-  lo, hi = compare.paired_bootstrap_interval(ca - cb, subsets if key == "rewardbench" else None,
-                                             weights, **BOOTSTRAP)
-  return seed_verdict if seed_verdict != "within seed noise" and (lo > 0 or hi < 0) \
-      else "within noise"
-
-
 def part2_context(results: Path, rb_subsets: Optional[list[str]],
                   keep: Optional[list[bool]]) -> dict[str, Any]:
   runs = load_part2(results)
@@ -335,13 +330,10 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
                                    kept_subsets)})
   for a, b, label in CLAIMS:
     ra, rb_ = runs.get(a, []), runs.get(b, [])
-    claims.append({"label": label,
-                   "rb": _paired(ra, rb_, "rewardbench", subsets),
-                   "rb_verdict": _verdict("", ra, rb_, "rewardbench", subsets),
-                   "hs": _paired(ra, rb_, "hs_validation"),
-                   "hs_verdict": _verdict("", ra, rb_, "hs_validation", None),
-                   "mix": _paired(ra, rb_, "mix_validation"),
-                   "mix_verdict": _verdict("", ra, rb_, "mix_validation", None)})
+    row = {"label": label}
+    for cell, key in (("rb", "rewardbench"), ("hs", "hs_validation"), ("mix", "mix_validation")):
+      row[cell], row[f"{cell}_verdict"] = _compare(ra, rb_, key, subsets)
+    claims.append(row)
   check = json.loads((results / "part2" / "export_check.json").read_text()) \
       if (results / "part2" / "export_check.json").exists() else None
   train_minutes = sum(r["_file"].get("train_seconds", 0) for rs in runs.values() for r in rs) / 60
@@ -415,11 +407,7 @@ def _rl_figure(tr: list[dict[str, Any]], ev: list[dict[str, Any]], path: Path) -
   for a in axes:
     a.set_xlabel("step")
     a.grid(alpha=0.3)
-  fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return True
+  return _save(plt, fig, path, dpi=110)
 
 
 def _train_report(results: Path) -> Optional[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 from helpsteer_jax.training.configs import SHARED_DATA
 from projects.finetune_small.config import DATA, REPO, RESULTS, RLHF
@@ -27,7 +28,7 @@ def _reinforce_config(arg: str):
 
 
 def get_config(arg: str = ""):
-  results = RESULTS / "part2" if not arg else type(RESULTS)(arg)
+  results = Path(arg) if arg else RESULTS / "part2"
   c = _reinforce_config("smollm2")
   check = json.loads((results / "export_check.json").read_text())
   c.reward.source = check["directory"]

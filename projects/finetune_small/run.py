@@ -38,9 +38,12 @@ from helpsteer_jax.export import export_hf
 from helpsteer_jax.training.configs import SHARED_DATA
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import fresh_head
-from projects.finetune_small.config import (DATA, EXPO, PARITY, REPO, RESULTS, TRAINERS, VARIANTS,
-                                            WORKDIR)
+from projects.finetune_small import report, variants
+from projects.finetune_small.config import (DATA, EXPO, PARITY, REPO, RESULTS, RLHF, TRAINERS,
+                                            VARIANTS, WORKDIR)
 from projects.finetune_small.train_config import get_config
+from projects.reproduce_small.config import STUDY
+from projects.reproduce_small.data import rewardbench_rows
 
 RUNS = tuple(f"{PARITY['loss']}_{t}" for t in TRAINERS)  # bt_ours, bt_trl (part 1)
 PART2 = tuple(v[0] for v in VARIANTS) + (EXPO["name"],)
@@ -296,16 +299,14 @@ def rlhf(workdir: Path, results: Path) -> None:
   for g in gens:  # a resumed run may have evaluated a step twice: the last record counts
     last[(g["step"], json.dumps(g["prompt"]))] = g
   segments = [json.loads(l) for l in (run_dir / "segments.jsonl").read_text().splitlines()]
-  from projects.finetune_small.config import RLHF  # pylint: disable=g-import-not-at-top
+  check = json.loads((results / "part2" / "export_check.json").read_text())
   (results / "part3.json").write_text(json.dumps({
       "settings": RLHF, "train": [dict(step=k, **v) for k, v in sorted(train_rows.items())],
       "eval": [dict(step=k, **v) for k, v in sorted(eval_rows.items())],
       "generations": sorted(last.values(), key=lambda g: (g["step"], json.dumps(g["prompt"]))),
       "wall_seconds": sum(s["wall_s"] for s in segments),
       "processors": sorted({s.get("processor", "not recorded") for s in segments}),
-      "reward_model": json.loads((results / "part2" / "export_check.json").read_text())[
-          "variant"],
-      "monitor": json.loads((results / "part2" / "export_check.json").read_text())["monitor"],
+      "reward_model": check["variant"], "monitor": check["monitor"],
   }, indent=1) + "\n")
 
 
@@ -340,8 +341,6 @@ def probe_rewardbench_rows(results: Path, data_dir: Path) -> None:
   out = results / "rewardbench_probe_rows.json"
   if out.exists() or not (data_dir / DATA["rb_file"]).exists():
     return
-  from projects.reproduce_small.config import STUDY  # pylint: disable=g-import-not-at-top
-  from projects.reproduce_small.data import rewardbench_rows
   tok = runs.tokenizer_of("smollm2")
   rows = load_pairs(str(data_dir / DATA["rb_file"]))
   kept, _ = rewardbench_rows(data_dir / DATA["rb_file"], tok, STUDY["rb_max_length"],
@@ -395,7 +394,6 @@ def main(argv: list[str] | None = None) -> None:
             model = train(name, seed, args.workdir)
             evaluate_run(name, seed, model, files, args.workdir, results)
       if part2:
-        from projects.finetune_small import variants  # pylint: disable=g-import-not-at-top
         variants.run_part2(args.workdir, args.data_dir, results / "part2", files["hs_validation"],
                            only=args.only, seeds=(args.seed,) if args.seed is not None else None,
                            committed_sweep=RESULTS / "part2" / "sweep.json", log=log)
@@ -407,7 +405,6 @@ def main(argv: list[str] | None = None) -> None:
   if args.workdir.is_dir():
     collect(args.workdir, results, args.data_dir)
   if results == RESULTS:
-    from projects.finetune_small import report  # pylint: disable=g-import-not-at-top
     report.build()
     log(f"wrote {report.REPORT}")
 

@@ -138,14 +138,12 @@ class Study:
     bf16 = FROZEN["precision"] == "bf16"
     self.train_cfg = self.top_cfg.replace(
         dtype="bfloat16" if bf16 else "float32",
-        low_precision_dots="f32_accumulate" if bf16 else "xla",
-        remat_policy="full", scan_layers=self.top_cfg.scan_layers)
+        low_precision_dots="f32_accumulate" if bf16 else "xla", remat_policy="full")
 
   def fresh_top(self, seed: int, num_labels: int) -> dict[str, Any]:
     """The pretrained top layers and norm with seed `seed`'s N(0, 0.02) head of `num_labels`."""
-    top = {"model": self._top0["model"],
-           "score": fresh_head(np.random.default_rng(seed), self.cfg.hidden_size, num_labels)}
-    return top
+    return {"model": self._top0["model"],
+            "score": fresh_head(np.random.default_rng(seed), self.cfg.hidden_size, num_labels)}
 
   def data(self, kind: str, name: str) -> frozen.PairData | frozen.RatingData:
     return self.sets.pairs[name] if kind == "pairs" else self.sets.ratings[name]
