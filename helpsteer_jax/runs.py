@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from helpsteer_jax.models import PRESETS, Pretrained, convert, load_pretrained, sources
+from helpsteer_jax.models import lora
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.models.loading import load_config as load_checkpoint_config
 from helpsteer_jax.models.loading import storage_dtype_of
@@ -35,7 +36,7 @@ from helpsteer_jax.training.tasks import task_for
 
 # The config fields a run may set on any model (not written to Hugging Face configs).
 RUNTIME = ("dtype", "remat_policy", "scan_layers", "attention_impl", "low_precision_dots",
-           "projection_vjp")
+           "projection_vjp", "lora_rank", "lora_alpha", "lora_targets")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +148,11 @@ def _load_workdir(workdir: str, *, storage_dtype: Any, tokenizer: bool,
   cfg, _, tok = _describe(resolve(trained.model.source), trained.model.get("tokenizer"),
                           tokenizer, runtime_of(trained.model))
   params = checkpoint.restore_params(workdir, subtree=trained.subtree)
+  # A LoRA run's adapters are merged into their kernels with the run's own rank and alpha: what
+  # a trained run gives to every later use (scoring, export, RL, a next run) is a plain Llama.
+  params = lora.merge(params, cfg)
   trained_scan = cfg.scan_layers
-  cfg = cfg.replace(**runtime)
+  cfg = cfg.replace(lora_rank=0).replace(**runtime)
   if cfg.scan_layers and not trained_scan:
     params = convert.stack_layers(params, cfg.num_hidden_layers)
   elif trained_scan and not cfg.scan_layers:

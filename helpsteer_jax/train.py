@@ -17,12 +17,14 @@ from typing import Any
 import jax
 import numpy as np
 from etils import epath
+from flax import linen as nn
 
 from helpsteer_jax import runs
 from helpsteer_jax.training import checkpoint, launch, metrics_log, trainer
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import select_head_columns
-from helpsteer_jax.training.optimizer import freeze, learning_rate_schedule, make_optimizer
+from helpsteer_jax.training.optimizer import (learning_rate_schedule, make_optimizer, restrict,
+                                              trainable_mask)
 from helpsteer_jax.training.step import COUNT_KEY, eval_step, train_step
 from helpsteer_jax.training.tasks import task_for
 from helpsteer_jax.training.trainer import NonFiniteError  # noqa: F401  (re-exported)
@@ -91,9 +93,15 @@ def train(config, workdir: str) -> dict[str, Any]:
 
   # --- state: own checkpoint > init_from > pretrained > fresh
   tx = make_optimizer(config.optim)
-  if task.frozen:
-    tx = freeze(tx, task.frozen)
   rng = jax.random.PRNGKey(config.seed)
+  # What trains: all but the task's frozen subtree (DPO's reference); with LoRA, the adapters
+  # and the reward head only. The step differentiates those alone.
+  trainable = None
+  if task.frozen or built.config.lora_rank:
+    mask = functools.partial(trainable_mask, frozen=task.frozen,
+                             adapters_only=bool(built.config.lora_rank))
+    tx = restrict(tx, mask)
+    trainable = mask(nn.unbox(jax.eval_shape(built.init_params, rng)))
 
   def init_from(shardings) -> Any:
     columns = init_head_columns(config)  # before the restore: a wrong run fails fast
@@ -116,7 +124,8 @@ def train(config, workdir: str) -> dict[str, Any]:
   put = lambda b: jax.tree_util.tree_map(
       lambda x: jax.make_array_from_process_local_data(batch_sh, x), b)
   step_fn = jax.jit(functools.partial(train_step, objective=task.objective(config, built.model),
-                                      tx=tx, grad_accum=config.train.grad_accum),
+                                      tx=tx, grad_accum=config.train.grad_accum,
+                                      trainable=trainable),
                     in_shardings=(shardings, batch_sh), out_shardings=(shardings, None),
                     donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step,

@@ -18,6 +18,9 @@ _HF_FIELDS = (
     "pad_token_id",
 )
 
+# The projections of a decoder layer (attention, then MLP), the modules LoRA can adapt.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
@@ -59,6 +62,13 @@ class LlamaConfig:
   # transposed activation copies (models/llama.projection_matmul); "autodiff" leaves the dot and
   # its transpose to JAX and XLA (slower on XLA:CPU: benchmarks/RESULTS.md). Same numbers.
   projection_vjp: str = "explicit"
+  # LoRA (models/lora.py): rank-r adapters beside the projections named in `lora_targets`,
+  # y = x W + (alpha / r) x A B, with B zero at the start; rank 0 = no adapters. A runtime
+  # option: the adapters are merged into W on export, so checkpoints out are plain Llama.
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                   "up_proj", "down_proj")
 
   def __post_init__(self):
     if self.num_key_value_heads is None:
@@ -74,6 +84,14 @@ class LlamaConfig:
       raise ValueError(f"attention_impl={self.attention_impl!r}: 'grouped', 'xla', 'cudnn' or None")
     if self.projection_vjp not in ("explicit", "autodiff"):
       raise ValueError(f"projection_vjp={self.projection_vjp!r}: 'explicit' or 'autodiff'")
+    targets = self.lora_targets
+    if isinstance(targets, str):  # "q_proj,v_proj" from a command line
+      targets = tuple(t.strip() for t in targets.split(",") if t.strip())
+    object.__setattr__(self, "lora_targets", tuple(targets))
+    unknown = sorted(set(self.lora_targets) - set(PROJECTIONS))
+    if unknown or self.lora_rank < 0:
+      raise ValueError(f"LoRA: rank {self.lora_rank} (>= 0), targets {unknown} not among "
+                       f"{PROJECTIONS}")
     if self.rope_scaling is not None:
       kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
       if kind not in ("llama3", "default"):

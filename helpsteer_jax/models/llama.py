@@ -9,6 +9,8 @@ Parameter tree (HF name -> ours is a rename plus, for linear layers, a transpose
   model/norm/weight                                 model.norm.weight
   lm_head/kernel                                    lm_head.weight.T   (absent when tied)
   score/kernel                                      score.weight.T     (reward head)
+  .../{proj}/lora_a, .../{proj}/lora_b              (LoRA adapters, cfg.lora_rank > 0; merged
+                                                     into the kernel on export: models/lora.py)
 With `scan_layers` the layers are stacked under model/layers/<name> with a leading `layers` axis.
 
 Every parameter carries logical axis names (vocab, embed, heads, kv_heads, mlp, norm, labels,
@@ -111,9 +113,40 @@ def _dense(features: int, axes: tuple[str, str], cfg: LlamaConfig, name: str) ->
   else:
     f32_acc = low and cfg.low_precision_dots == "f32_accumulate"
     dot_general = _dense_dot(projection_matmul("float32" if f32_acc else None))
-  return nn.Dense(features, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                  kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
-                  dot_general=dot_general, name=name)
+  kw = dict(use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
+            dot_general=dot_general, name=name)
+  if cfg.lora_rank and name in cfg.lora_targets:
+    return LoRADense(features, rank=cfg.lora_rank, scale=cfg.lora_alpha / cfg.lora_rank,
+                     axes=axes, **kw)
+  return nn.Dense(features, **kw)
+
+
+class LoRADense(nn.Dense):
+  """A projection with a low-rank adapter: y = x W + scale * (x A) B (Hu et al., 2021).
+
+  W keeps its name (`kernel`), so checkpoints load unchanged; A [in, r] starts as
+  U(-1/sqrt(in), 1/sqrt(in)) (PyTorch's Linear init, as PEFT) and B [r, out] at zero, so a fresh
+  adapter leaves the model as it was. The rank axis is never sharded. Which parameters train is
+  the optimiser's business (training/optimizer.py: `trainable_labels`).
+  """
+  rank: int = 8
+  scale: float = 1.0
+  axes: tuple[str, str] = ("embed", "embed")
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    y = super().__call__(x)
+    fan_in = x.shape[-1]
+    a_init = nn.initializers.uniform(2.0 / math.sqrt(fan_in))  # [0, 2/sqrt(in)), shifted below
+    a = self.param("lora_a", nn.with_logical_partitioning(
+        lambda k, s, d: a_init(k, s, d) - 1.0 / math.sqrt(fan_in), (self.axes[0], None)),
+        (fan_in, self.rank), self.param_dtype)
+    b = self.param("lora_b", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                          (None, self.axes[1])),
+                   (self.rank, self.features), self.param_dtype)
+    a, b = a.astype(self.dtype), b.astype(self.dtype)
+    return y + ((x @ a) @ b * jnp.asarray(self.scale, self.dtype)).astype(y.dtype)
 
 
 class RMSNorm(nn.Module):

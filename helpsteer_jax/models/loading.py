@@ -220,6 +220,7 @@ def _assemble(stream: TensorStream, cfg: LlamaConfig, dtype: Any,
 def _check_complete(params: dict[str, Any], cfg: LlamaConfig, num_labels: int | None,
                     where: str) -> None:
   ids = jax.ShapeDtypeStruct((1, 1), np.int32)
+  cfg = cfg.replace(lora_rank=0)  # a checkpoint holds no LoRA adapters (lora.add_adapters)
   expected = nn.unbox(jax.eval_shape(LlamaForCausalLM(cfg).init, jax.random.key(0), ids))["params"]
   if num_labels:
     expected["score"] = nn.unbox(jax.eval_shape(LlamaRewardModel(cfg, num_labels).init,

@@ -38,7 +38,7 @@ from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
 from helpsteer_jax.rlhf.rewards import JudgeReward, RewardFn, RewardModel, Rollout
 from helpsteer_jax.training import launch, trainer
 from helpsteer_jax.training.model_setup import BuiltModel, causal_lm
-from helpsteer_jax.training.optimizer import make_optimizer
+from helpsteer_jax.training.optimizer import make_optimizer, restrict, trainable_mask
 from helpsteer_jax.training.state import TrainState
 from helpsteer_jax.training.step import COUNT_KEY, train_step
 
@@ -77,7 +77,7 @@ class Learner:
   def __init__(self, model: LlamaForCausalLM, tx: optax.GradientTransformation,
                sc: SamplingConfig, reward_fn: RewardFn, *, k: int, beta: float,
                grad_accum: int = 1, tokenizer: Any = None, pad_to_multiple_of: int = 1,
-               state_sharding: Any = None, batch_sharding: Any = None):
+               state_sharding: Any = None, batch_sharding: Any = None, trainable: Any = None):
     self.model, self.cfg, self.sc = model, model.cfg, sc
     self.reward_fn, self.k, self.beta = reward_fn, int(k), float(beta)
     self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
@@ -87,7 +87,7 @@ class Learner:
       raise ValueError(f"RLHF training samples its responses: rl.temperature must be > 0, got "
                        f"{sc.temperature}")
     step = functools.partial(train_step, objective=reinforce_objective(model, sc), tx=tx,
-                             grad_accum=grad_accum)
+                             grad_accum=grad_accum, trainable=trainable)
     if state_sharding is not None:
       self._step = jax.jit(step, in_shardings=(state_sharding, batch_sharding),
                            out_shardings=(state_sharding, None), donate_argnums=0)
@@ -259,6 +259,11 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   # --- state: own checkpoint > pretrained > fresh; the reference is the starting policy
   tx = make_optimizer(config.optim)
   rng = jax.random.PRNGKey(config.seed)
+  trainable = None
+  if policy.config.lora_rank:  # LoRA: the adapters train, the reference is the frozen base
+    mask = functools.partial(trainable_mask, adapters_only=True)
+    tx = restrict(tx, mask)
+    trainable = mask(nn.unbox(jax.eval_shape(policy.init_params, rng)))
   order = PromptOrder(len(prompts), config.data.shuffle_seed)
   state, shardings = job.init_state(policy.init_params, tx, rng, data=order,
                                     pretrained=policy.pretrained)
@@ -273,7 +278,8 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   learner = Learner(policy.model, tx, sc, reward_fn, k=rl.samples_per_prompt, beta=rl.kl_beta,
                     grad_accum=config.train.grad_accum, tokenizer=tok,
                     pad_to_multiple_of=config.data.pad_to_multiple_of,
-                    state_sharding=shardings, batch_sharding=job.batch_sharding())
+                    state_sharding=shardings, batch_sharding=job.batch_sharding(),
+                    trainable=trainable)
 
   # --- the loop
   step = int(state.step)

@@ -51,7 +51,11 @@ def model_block(source: str = "tiny") -> ml_collections.ConfigDict:
       dtype="float32", remat_policy="none", scan_layers=False,
       # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
       # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
-      low_precision_dots="xla"))
+      low_precision_dots="xla",
+      # LoRA (models/lora.py): rank 0 = full fine-tuning; else adapters of this rank on the
+      # listed projections train, with the reward head, and everything else stays frozen.
+      lora_rank=0, lora_alpha=16.0,
+      lora_targets="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"))
 
 
 def optim_block(**overrides) -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from helpsteer_jax.models import LlamaForCausalLM, LlamaRewardModel, Pretrained
+from helpsteer_jax.models import LlamaForCausalLM, LlamaRewardModel, Pretrained, lora
 from helpsteer_jax.models.config import LlamaConfig
 
 
@@ -43,26 +43,36 @@ def reward_model(model_cfg: Any, cfg: LlamaConfig, tokenizer: Any, pre: Pretrain
       pretrained["score"] = pre.params["score"]
     else:
       pretrained["score"] = fresh_head(np.random.default_rng(seed), cfg.hidden_size, num_labels)
+    pretrained = lora.add_adapters(pretrained, cfg, _adapter_rng(seed))
   model = LlamaRewardModel(cfg, num_labels=num_labels)
   ids = jnp.zeros((1, 8), jnp.int32)
   init_params = lambda rng: model.init(rng, ids)["params"]
   return BuiltModel(cfg, model, tokenizer, init_params, pretrained)
 
 
-def causal_lm(cfg: LlamaConfig, tokenizer: Any, pre: Pretrained | None) -> BuiltModel:
-  """A causal LM (an RL policy), from the checkpoint's LM parameters or a fresh init."""
+def _adapter_rng(seed: int) -> np.random.Generator:
+  """Where a run's fresh LoRA adapters come from (a stream apart from the head's)."""
+  return np.random.default_rng([seed, 1])
+
+
+def causal_lm(cfg: LlamaConfig, tokenizer: Any, pre: Pretrained | None,
+              seed: int = 0) -> BuiltModel:
+  """A causal LM (an RL policy), from the checkpoint's LM parameters or a fresh init; with
+  `cfg.lora_rank`, a checkpoint gets fresh adapters (B = 0, so the model is the checkpoint's)."""
   model = LlamaForCausalLM(cfg)
   ids = jnp.zeros((1, 8), jnp.int32)
   init_params = lambda rng: model.init(rng, ids)["params"]
   pretrained = pre.causal_lm_params() if pre is not None else None
+  if pretrained is not None:
+    pretrained = lora.add_adapters(pretrained, cfg, _adapter_rng(seed))
   return BuiltModel(cfg, model, tokenizer, init_params, pretrained)
 
 
 def dpo_model(model_cfg: Any, cfg: LlamaConfig, tokenizer: Any, pre: Pretrained | None,
               seed: int = 0) -> BuiltModel:
   """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen."""
-  del model_cfg, seed
-  lm = causal_lm(cfg, tokenizer, pre)
+  del model_cfg
+  lm = causal_lm(cfg, tokenizer, pre, seed)  # with LoRA, the reference carries zero adapters too
   pretrained = None
   if lm.pretrained is not None:
     pretrained = {"policy": lm.pretrained, "ref": lm.pretrained}

@@ -5,10 +5,12 @@ The paper's recipe (HelpSteer2-Preference, sec. 4): AdamW, beta = (0.9, 0.98), w
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import optax
+
+from helpsteer_jax.models import lora
 
 
 def learning_rate_schedule(optim: Any) -> optax.Schedule:
@@ -24,7 +26,8 @@ def learning_rate_schedule(optim: Any) -> optax.Schedule:
   return optax.join_schedules([warmup, after], [int(optim.warmup_steps)])
 
 
-_DECAYED = ("kernel", "embedding")  # projections, reward / LM heads, token embeddings
+# Projections, reward / LM heads, token embeddings, LoRA factors.
+_DECAYED = ("kernel", "embedding") + lora.ADAPTER_KEYS
 
 
 def _names(path: tuple[Any, ...]) -> list[str]:
@@ -61,10 +64,27 @@ def make_optimizer(optim: Any) -> optax.GradientTransformation:
   return optax.chain(*parts)
 
 
-def freeze(tx: optax.GradientTransformation, frozen: str) -> optax.GradientTransformation:
-  """`tx` on every top-level entry of the parameters but `frozen`, which never changes (DPO's
-  reference model lives beside the policy in one parameter tree)."""
+def trainable_mask(params: Any, *, frozen: str | None = None, adapters_only: bool = False) -> Any:
+  """True where a parameter trains: everything but the top-level subtree `frozen` (DPO's
+  reference lives beside the policy in one tree); with `adapters_only` (LoRA), only the adapters
+  (models/lora.py) and the reward head `score`, which is new and fully trainable."""
+  def trains(path: tuple[Any, ...], _: Any) -> bool:
+    names = _names(path)
+    if frozen is not None and names[:1] == [frozen]:
+      return False
+    return not adapters_only or lora.is_adapter(tuple(names)) or names[:1] == ["score"]
+  return jax.tree_util.tree_map_with_path(trains, params)
+
+
+def restrict(tx: optax.GradientTransformation, mask: Callable[[Any], Any]
+             ) -> optax.GradientTransformation:
+  """`tx` where `mask(params)` is True; elsewhere the parameters never change and AdamW keeps no
+  moments (the state of a LoRA run is the adapters' and the head's)."""
   def labels(params):
-    return {k: jax.tree_util.tree_map(lambda _, k=k: "frozen" if k == frozen else "train", v)
-            for k, v in params.items()}
+    return jax.tree_util.tree_map(lambda m: "train" if m else "frozen", mask(params))
   return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def freeze(tx: optax.GradientTransformation, frozen: str) -> optax.GradientTransformation:
+  """`tx` on every top-level entry of the parameters but `frozen`, which never changes."""
+  return restrict(tx, lambda params: trainable_mask(params, frozen=frozen))

@@ -29,8 +29,28 @@ def _micro_batches(batch: dict[str, jax.Array], grad_accum: int) -> dict[str, ja
 
 
 def loss_and_grads(objective: Objective, params: Any, batch: dict[str, jax.Array],
-                   grad_accum: int = 1) -> tuple[jax.Array, dict[str, jax.Array], Any]:
-  """Loss, metrics and gradients over the whole batch, accumulated over micro-batches."""
+                   grad_accum: int = 1, trainable: Any = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array], Any]:
+  """Loss, metrics and gradients over the whole batch, accumulated over micro-batches.
+
+  `trainable` (bools in the parameters' structure, None: all) restricts differentiation to the
+  trained parameters: the others enter the objective as constants, so no gradient (and no
+  accumulator) is formed for them (a LoRA run's frozen kernels), and their gradient reads zero.
+  """
+  if trainable is not None:
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    mask = treedef.flatten_up_to(trainable)
+
+    def of_trained(trained: list[jax.Array], b: dict[str, jax.Array]):
+      it = iter(trained)
+      return objective(treedef.unflatten([next(it) if m else jax.lax.stop_gradient(x)
+                                          for x, m in zip(leaves, mask)]), b)
+
+    loss, metrics, grads = loss_and_grads(of_trained, [x for x, m in zip(leaves, mask) if m],
+                                          batch, grad_accum)
+    it = iter(grads)
+    return loss, metrics, treedef.unflatten([next(it) if m else jnp.zeros_like(x)
+                                             for x, m in zip(leaves, mask)])
   grad_fn = jax.value_and_grad(objective, has_aux=True)
   if grad_accum == 1:
     (loss, metrics), grads = grad_fn(params, batch)
@@ -58,10 +78,11 @@ def loss_and_grads(objective: Objective, params: Any, batch: dict[str, jax.Array
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, objective: Objective,
-               tx: optax.GradientTransformation, grad_accum: int = 1
+               tx: optax.GradientTransformation, grad_accum: int = 1, trainable: Any = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update. Non-finite loss or gradients skip the update and mark `bad_step`."""
-  loss, metrics, grads = loss_and_grads(objective, state.params, batch, grad_accum)
+  """One optimizer update. Non-finite loss or gradients skip the update and mark `bad_step`.
+  `trainable`: see loss_and_grads (the optimiser must leave the other parameters unchanged)."""
+  loss, metrics, grads = loss_and_grads(objective, state.params, batch, grad_accum, trainable)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   # The updates too: finite gradients can still give a non-finite step (a NaN learning rate,
   # an overflowing second moment), and the new parameters are what a checkpoint would keep.
