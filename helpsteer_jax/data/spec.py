@@ -32,6 +32,10 @@ class DataSpec:
   validation_fraction: float = 0.0  # prompts held out when the data has no split of its own
   strength_column: Optional[str] = None  # chosen_rejected: a margin/strength column (else 1.0)
   attributes: tuple[str, ...] = ATTRIBUTES  # ratings: which attributes to read
+  # {field the format reads: column of this file}, e.g. {"prompt": "question", "chosen": "good"}:
+  # a file with other column names read as the format's schema.
+  columns: Optional[Mapping[str, str]] = None
+  max_rows: int = 0  # read only the file's first rows (1-based row numbers <= max_rows); 0: all
 
   @classmethod
   def create(cls, spec: Union["DataSpec", Mapping[str, Any]]) -> "DataSpec":
@@ -47,6 +51,8 @@ class DataSpec:
     kw = dict(spec)
     if "attributes" in kw:
       kw["attributes"] = tuple(kw["attributes"])
+    if kw.get("columns") is not None:
+      kw["columns"] = dict(kw["columns"])
     kw["path"] = os.fspath(kw["path"])
     return cls(**kw)
 
@@ -96,6 +102,27 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def _renamed(row: Any, columns: Mapping[str, str]) -> Any:
+  if not isinstance(row, dict):
+    return row
+  return {**row, **{ours: row[theirs] for ours, theirs in columns.items() if theirs in row}}
+
+
+def _rename_rows(rows, columns: Mapping[str, str], counts: Counts, skip_invalid: bool):
+  """Rows with the mapped columns under the format's names; a row without one is bad input."""
+  for src, i, row in rows:
+    missing = [theirs for theirs in columns.values()
+               if not isinstance(row, dict) or theirs not in row]
+    if missing:
+      if skip_invalid:  # counted as parse_rows counts a bad row
+        counts.rows += 1
+        counts.invalid += 1
+        continue
+      raise DataError(f"{src}:{i}: no column {missing[0]!r} (the data spec maps "
+                      f"{ {k: v for k, v in columns.items() if v in missing} } to it)")
+    yield src, i, _renamed(row, columns)
+
+
 def _read(spec: DataSpec, kind: str) -> tuple[list, Counts]:
   fmt = FORMATS.get(spec.format)
   if fmt is None:
@@ -107,9 +134,16 @@ def _read(spec: DataSpec, kind: str) -> tuple[list, Counts]:
     if opt not in fmt.options and getattr(spec, opt) != getattr(defaults, opt):
       raise DataError(f"format {spec.format!r} does not read option {opt!r}")
   counts = Counts(source=spec.name)
+  prompt_key = fmt.prompt_key
+  if spec.columns:
+    prompt_key = lambda row: fmt.prompt_key(_renamed(row, spec.columns))
   rows = read_split(spec.path, spec.split, data_dir=spec.data_dir or fmt.data_dir, counts=counts,
                     skip_invalid=spec.skip_invalid, validation_fraction=spec.validation_fraction,
-                    prompt_key=fmt.prompt_key)
+                    prompt_key=prompt_key)
+  if spec.columns:
+    rows = _rename_rows(rows, spec.columns, counts, spec.skip_invalid)
+  if spec.max_rows:
+    rows = (r for r in rows if r[1] <= spec.max_rows)
   records = fmt.load(rows, counts, skip_invalid=spec.skip_invalid,
                      **{opt: getattr(spec, opt) for opt in fmt.options})
   return records, counts

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from pathlib import Path
 
+from helpsteer_jax.data import mixture
 from helpsteer_jax.data import (DataError, PackedPairBatcher, PairBatcher, RatingBatcher,
                                 encode_pairs, encode_ratings, load_preferences, load_ratings)
 from helpsteer_jax.data.paths import missing_file_message
@@ -38,11 +39,18 @@ class Data:
 def check_paths(data_cfg, keys: tuple[str, ...] = ("train", "eval", "eval_ratings")) -> None:
   """Fails before any work when a local data file the config names is missing, naming the file,
   the config key and where its default folder came from."""
+  named = []
   for key in keys:
     source = data_cfg.get(key)
-    path = source.get("path") if source else None
+    if mixture.is_mixture(source):
+      named += [(f"data.{key}.mixture.{part.name}", part.spec)
+                for part in mixture.components(source)]
+    elif source:
+      named.append((f"data.{key}", source))
+  for key, source in named:
+    path = source.get("path")
     if path and is_local_file(str(path)) and not Path(str(path)).is_file():
-      raise DataError(missing_file_message(str(path), f"data.{key}.path"))
+      raise DataError(missing_file_message(str(path), f"{key}.path"))
 
 
 def _spec(source, data_cfg, ratings: bool) -> dict[str, Any]:
@@ -59,6 +67,31 @@ def _limit(items: list, n: int) -> list:
   return items[:n] if n and n > 0 else items
 
 
+def _encoded(spec: dict[str, Any], d, task, tokenizer, loss: str) -> tuple[list, Any]:
+  if task.batches == "ratings":
+    rated, counts = load_ratings(spec)
+    return encode_ratings(rated, tokenizer, d.max_length, counts=counts), counts
+  pairs, counts = load_preferences(spec, loss=loss)
+  return encode_pairs(pairs, tokenizer, d.max_length, counts=counts), counts
+
+
+def _train_examples(d, task, tokenizer, loss: str) -> tuple[list, list[str]]:
+  """The encoded training examples of one source or of a weighted mixture, and report lines."""
+  ratings = task.batches == "ratings"
+  if not mixture.is_mixture(d.train):
+    encoded, counts = _encoded(_spec(d.train, d, ratings), d, task, tokenizer, loss)
+    return encoded, [f"train {counts.report()} -> {len(encoded)} examples"]
+  parts = mixture.components(d.train)
+  sources, lines = {}, []
+  for part in parts:
+    sources[part.name], counts = _encoded(_spec(part.spec, d, ratings), d, task, tokenizer, loss)
+    lines.append(f"train [{part.name}] {counts.report()} -> {len(sources[part.name])} examples")
+  mixed, mix_lines = mixture.mix(sources, {p.name: p.weight for p in parts},
+                                 seed=d.shuffle_seed, size=d.train.get("size", 0),
+                                 weighting=d.train.get("weighting", "proportions"))
+  return mixed, lines + mix_lines
+
+
 def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1) -> Data:
   d = config.data
   check_paths(d)
@@ -72,16 +105,13 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
   if d.get("packing", False) and not task.packable:
     raise ValueError(f"data.packing packs reward-model preference pairs; {task.title} batches "
                      f"are not packed")
+  encoded, lines = _train_examples(d, task, tokenizer, config.loss.name)
+  encoded = _limit(encoded, d.max_train_examples)
+  reports += lines
   if task.batches == "ratings":
-    rated, counts = load_ratings(_spec(d.train, d, ratings=True))
-    encoded = _limit(encode_ratings(rated, tokenizer, d.max_length, counts=counts),
-                     d.max_train_examples)
     train = RatingBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
                           attributes=tuple(d.attributes), **common)
   else:
-    pairs, counts = load_preferences(_spec(d.train, d, ratings=False), loss=config.loss.name)
-    encoded = _limit(encode_pairs(pairs, tokenizer, d.max_length, counts=counts),
-                     d.max_train_examples)
     if d.get("packing", False):
       train = PackedPairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
                                 row_length=d.pack_length, max_pairs_per_row=d.pack_max_pairs,
@@ -89,7 +119,7 @@ def build_data(config, tokenizer, process_index: int = 0, process_count: int = 1
     else:
       train = PairBatcher(encoded, d.batch_size // process_count, d.shuffle_seed,
                           response_mask=task.response_mask, **common)
-  reports.append(f"train {counts.report()} -> {len(encoded)} examples")
+  reports.append(f"train: {len(encoded)} examples")
   eval_batcher = None
   if d.eval:
     # Validation is pairwise accuracy, so ties (no correct answer) are dropped.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.mixture import PREFERENCE_MIX
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = HERE / "results"  # committed: what the report reads
@@ -29,18 +31,13 @@ STUDY = dict(
     hs_max_length=2048,
     mix_validation_fraction=0.1,
     mix_max_length=1024,
-    se_questions=250,
+    se_questions=dict((m[0], m[3]) for m in PREFERENCE_MIX)["stack_exchange"],  # 250
     rb_file="rewardbench_filtered_head500.jsonl",
     rb_max_length=2048,
     seeds=(0, 1, 2),
 )
-MIX = (  # (name, format, file)
-    ("hh_helpful", "hh_rlhf", "hh_rlhf_helpful_train_sample500.jsonl"),
-    ("hh_harmless", "hh_rlhf", "hh_rlhf_harmless_train_sample500.jsonl"),
-    ("pandalm", "pandalm", "pandalm_testset_v1.json"),
-    ("stack_exchange", "stack_exchange", "stack_exchange_preferences_sample500.jsonl"),
-    ("arena", "arena", "arena_human_preference_sample500.jsonl"),
-)
+# (name, format, file): the preference mix, defined once with the trainer's mixture config.
+MIX = tuple((name, fmt, file) for name, fmt, file, _ in PREFERENCE_MIX)
 
 # (name, data, loss, init): every variant is trained with every seed; `init` names the variant
 # whose head (same seed) starts this one, its helpfulness column reused as the reward.
