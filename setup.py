@@ -28,7 +28,7 @@ setup(
         "transformers>=4.46",
         "tokenizers>=0.20",
         "jinja2>=3.1",  # chat templates (transformers does not require it)
-        "huggingface-hub",
+        "huggingface-hub>=0.22",  # split_state_dict_into_shards_factory (export's shards)
         "datasets>=3.0",
         "ml-collections>=0.1.1",
         "gguf>=0.10",

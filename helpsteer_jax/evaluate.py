@@ -30,8 +30,12 @@ denominator: a pair that does not fit even then is not scored and counts as wron
 variant with those pairs left out of the denominators (results.json: dropped_too_long).
 Sequences are scored in length-sorted batches, the batch dimension sharded over all devices.
 
-Writes DIR/results.json, DIR/examples.jsonl and DIR/{scores,margins,length_bias}.png. The work is
-done by helpsteer_jax.evaluation.pair_eval.
+Writes DIR/results.json, DIR/examples.jsonl and DIR/{scores,margins,length_bias}.png; on
+RewardBench also the files the reward-bench leaderboard reads, in the layout of
+allenai/reward-bench-results: DIR/leaderboard/eval-set/ORG/NAME.json (per-subset accuracies) and
+DIR/leaderboard/eval-set-scores/ORG/NAME.json (per-pair results and scores), ORG/NAME being
+--leaderboard-name, else the model's hub id, else local/<folder name>
+(evaluation/leaderboard.py). The work is done by helpsteer_jax.evaluation.pair_eval.
 """
 from __future__ import annotations
 
@@ -77,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "--judge-samples sampled judgments")
   ap.add_argument("--judge-samples", type=int, default=3)
   ap.add_argument("--seed", type=int, default=0, help="sampling seed of --judge sampled")
+  ap.add_argument("--leaderboard-name", default=None, metavar="ORG/NAME",
+                  help="the model's name in the leaderboard files (RewardBench only; default: "
+                       "its hub id, else local/<folder name>)")
   ap.add_argument("--no-progress", dest="progress", action="store_false")
   return ap
 

@@ -1,25 +1,42 @@
-"""Write a Hugging Face checkpoint (safetensors + config.json + tokenizer) from our parameters.
+"""Write a Hugging Face checkpoint (safetensors + config.json + tokenizer + model card) from our
+parameters, and optionally push it to the Hub.
 
   python -m helpsteer_jax.export --model SOURCE --out DIR --task reward|causal_lm
+      [--max-shard-size 5GB] [--eval-results RESULTS.json] [--license ID]
+      [--push-to-hub ORG/NAME [--private] [--commit-message MSG] [--hub-dir DIR]]
 
 `--task reward` writes a LlamaForSequenceClassification (num_labels = our reward-head width);
 `--task causal_lm` a LlamaForCausalLM. transformers 4.x (4.51, which the official RewardBench CLI
 pins) and 5.x both load either with `from_pretrained(DIR)` and read the same numbers: config.json
 carries RoPE in both versions' layouts, the tokenizer files name a class both know, and the pad id
-is one that never ends a real sequence (see `export_pad_id`).
+is one that never ends a real sequence (see `export_pad_id`). Weights over --max-shard-size
+(default 5GB, huggingface_hub's and transformers 4.x's; transformers 5 uses 50GB) are split by
+huggingface_hub into model-0000k-of-0000n.safetensors with a model.safetensors.index.json.
+README.md is a model card (helpsteer_jax.model_card).
+
+--push-to-hub uploads DIR to that model repo (HfApi: create_repo, then upload_folder, which also
+deletes the repo's older weight files). With --hub-dir it writes the same files to
+HUB_DIR/ORG/NAME instead, a local "hub" folder that needs no network or token (the tests use
+it); `from_pretrained(HUB_DIR/ORG/NAME)` then loads what a clone of the repo would hold.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import fnmatch
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from huggingface_hub import (HfApi, StateDictSplit, constants,
+                             split_state_dict_into_shards_factory)
+from huggingface_hub.utils import validate_repo_id
+from safetensors.numpy import save_file
 
-from helpsteer_jax import runs
+from helpsteer_jax import model_card, runs
 from helpsteer_jax.data.records import error_line
 from helpsteer_jax.models import convert
 from helpsteer_jax.models.config import LlamaConfig
@@ -32,6 +49,10 @@ _PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "H
 # LlamaForSequenceClassification rejects token_type_ids, which transformers-4.x's
 # PreTrainedTokenizerFast returns unless the tokenizer files say otherwise.
 _MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
+DEFAULT_SHARD_SIZE = "5GB"
+# Weight files of an earlier export (one file or shards + index): removed before writing and,
+# on a push, from the repo, so a loader never finds two sets of weights.
+_WEIGHT_FILES = ("model*.safetensors", constants.SAFETENSORS_INDEX_FILE)
 
 
 def _ids(value: int | list[int] | None) -> set[int]:
@@ -82,9 +103,13 @@ def export_pad_id(tokenizer: Any, cfg: LlamaConfig) -> int:
 
 
 def export_hf(params: dict[str, Any], cfg: LlamaConfig, out_dir: str | Path, *, task: str,
-              tokenizer: Any | None = None, dtype: str = "float32") -> Path:
-  """Writes `params` ({"model", "lm_head"?, "score"?}) as a Hugging Face model directory."""
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+              tokenizer: Any | None = None, dtype: str = "float32",
+              max_shard_size: int | str = DEFAULT_SHARD_SIZE) -> Path:
+  """Writes `params` ({"model", "lm_head"?, "score"?}) as a Hugging Face model directory.
+
+  The weights go to one model.safetensors, or, when they exceed `max_shard_size` (bytes, or a
+  size such as "5GB" or "500MB"), to shards with an index, as transformers writes them.
+  """
   import transformers  # pylint: disable=g-import-not-at-top
 
   if task not in TASKS:
@@ -112,6 +137,7 @@ def export_hf(params: dict[str, Any], cfg: LlamaConfig, out_dir: str | Path, *, 
     state = {k: v.astype(ml_dtypes.bfloat16) for k, v in state.items()}
   else:
     state = {k: v.astype(np.float32) for k, v in state.items()}
+  split = plan_shards(state, max_shard_size)  # a bad size fails before anything is written
 
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -127,10 +153,72 @@ def export_hf(params: dict[str, Any], cfg: LlamaConfig, out_dir: str | Path, *, 
   _update_json(out / "config.json", {
       **{k: hf_fields[k] for k in ("rope_theta", "rope_scaling") if k in hf_fields},
       "torch_dtype": dtype})
-  save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+  _save_weights(state, split, out)
   if tokenizer is not None:
     _save_tokenizer(tokenizer, out, pad_id)
   return out
+
+
+def plan_shards(state: dict[str, np.ndarray], max_shard_size: int | str) -> StateDictSplit:
+  """huggingface_hub's split of `state` into files of at most `max_shard_size` (one tensor
+  larger than that gets a file of its own); a single file is model.safetensors."""
+  try:
+    return split_state_dict_into_shards_factory(
+        state, get_storage_size=lambda a: a.nbytes, max_shard_size=max_shard_size,
+        filename_pattern="model{suffix}.safetensors")
+  except ValueError as e:
+    raise ValueError(f"--max-shard-size {max_shard_size!r}: {e}") from e
+
+
+def _save_weights(state: dict[str, np.ndarray], split: StateDictSplit, out: Path) -> None:
+  """model.safetensors, or model-0000k-of-0000n.safetensors + model.safetensors.index.json."""
+  _remove_matching(out, _WEIGHT_FILES)
+  for filename, names in split.filename_to_tensors.items():
+    save_file({k: state[k] for k in names}, str(out / filename), metadata={"format": "pt"})
+  if split.is_sharded:
+    index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
+    (out / constants.SAFETENSORS_INDEX_FILE).write_text(
+        json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _remove_matching(folder: Path, patterns: tuple[str, ...]) -> None:
+  for p in folder.iterdir():
+    if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in patterns):
+      p.unlink()
+
+
+def check_repo_id(repo_id: str, *, local: bool) -> None:
+  """A ValueError unless `repo_id` is a valid model repo id (ORG/NAME for a local hub)."""
+  try:
+    validate_repo_id(repo_id)
+  except ValueError as e:
+    raise ValueError(f"--push-to-hub {repo_id!r}: {e}") from e
+  if local and repo_id.count("/") != 1:
+    raise ValueError(f"--push-to-hub {repo_id!r}: a local hub (--hub-dir) needs ORG/NAME")
+
+
+def push_to_hub(folder: str | Path, repo_id: str, *, hub_dir: str | Path | None = None,
+                private: bool = False, commit_message: str | None = None) -> str:
+  """Uploads `folder` to the model repo `repo_id`; returns the commit URL (or the local folder).
+
+  The repo is created when missing (`private` applies only then). The upload adds every file of
+  `folder` and deletes the repo's other weight files. With `hub_dir`, the same files go to
+  `hub_dir/repo_id` (its other weight files removed likewise): a local hub, no network.
+  """
+  check_repo_id(repo_id, local=hub_dir is not None)
+  folder = Path(folder)
+  message = commit_message or f"Upload {folder.name} with helpsteer_jax"
+  if hub_dir is None:
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message,
+                             delete_patterns=list(_WEIGHT_FILES))
+    return str(info.commit_url)
+  target = Path(hub_dir) / repo_id
+  target.mkdir(parents=True, exist_ok=True)
+  _remove_matching(target, _WEIGHT_FILES)
+  shutil.copytree(folder, target, dirs_exist_ok=True)
+  return str(target)
 
 
 def _update_json(path: Path, fields: dict[str, Any]) -> None:
@@ -170,18 +258,49 @@ def build_parser() -> argparse.ArgumentParser:
   ap.add_argument("--out", required=True, help="output directory")
   ap.add_argument("--task", required=True, choices=sorted(TASKS))
   ap.add_argument("--dtype", default="float32", choices=_DTYPES)
+  ap.add_argument("--max-shard-size", default=DEFAULT_SHARD_SIZE,
+                  type=lambda s: int(s) if s.isdigit() else s,
+                  help=f"largest weight file: bytes or e.g. 500MB, 5GB (default "
+                       f"{DEFAULT_SHARD_SIZE}); larger weights are sharded with an index")
+  ap.add_argument("--eval-results", default=None,
+                  help="a helpsteer-evaluate results.json for the model card (default: any "
+                       "results.json in the training workdir or one folder below it)")
+  ap.add_argument("--license", default=None,
+                  help="license id for the model card (default: the base model's, when known)")
+  ap.add_argument("--push-to-hub", default=None, metavar="ORG/NAME",
+                  help="upload the exported folder to this Hub model repo")
+  ap.add_argument("--private", action="store_true", help="create the repo private")
+  ap.add_argument("--commit-message", default=None)
+  ap.add_argument("--hub-dir", default=None,
+                  help="with --push-to-hub: write to HUB_DIR/ORG/NAME instead (a local hub)")
   return ap
 
 
 def main(argv: list[str] | None = None) -> None:
-  args = build_parser().parse_args(argv)
+  ap = build_parser()
+  args = ap.parse_args(argv)
+  for flag in ("hub_dir", "commit_message", "private"):
+    if getattr(args, flag) and not args.push_to_hub:
+      ap.error(f"--{flag.replace('_', '-')} needs --push-to-hub")
   try:
+    if args.push_to_hub:  # bad names and files fail before the (long) load
+      check_repo_id(args.push_to_hub, local=args.hub_dir is not None)
+    if args.eval_results:
+      model_card.eval_results(args.model, args.eval_results)
     pre = runs.load_model(args.model)
     out = export_hf(pre.params, pre.config, args.out, task=args.task, tokenizer=pre.tokenizer,
-                    dtype=args.dtype)
-  except (ValueError, FileNotFoundError) as e:  # a missing or broken model: one line naming it
+                    dtype=args.dtype, max_shard_size=args.max_shard_size)
+    card = model_card.write_card(out, source=args.model, task=args.task, dtype=args.dtype,
+                                 name=args.push_to_hub, eval_results=args.eval_results,
+                                 license=args.license)
+    pushed = (push_to_hub(out, args.push_to_hub, hub_dir=args.hub_dir, private=args.private,
+                          commit_message=args.commit_message) if args.push_to_hub else None)
+  # A missing or broken model or results file, a bad option, a refused upload (huggingface_hub's
+  # errors for no token, no network or an HTTP refusal are OSErrors): one line naming it.
+  except (ValueError, OSError) as e:
     sys.exit(error_line(e))
-  print(json.dumps({"out": str(out), "task": args.task, "architectures": TASKS[args.task]}))
+  print(json.dumps({"out": str(out), "task": args.task, "architectures": TASKS[args.task],
+                    "card": str(card), "pushed": pushed}))
 
 
 if __name__ == "__main__":

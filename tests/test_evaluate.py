@@ -114,6 +114,41 @@ def test_reward_model_rewardbench(reward_dir, tmp_path):
     assert ew["reward_chosen"] == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
+def test_rewardbench_writes_the_leaderboard_files(reward_dir, tmp_path):
+  """eval-set and eval-set-scores as allenai/reward-bench-results holds them (the fields of
+  reward-bench's scripts/run_rm.py), with the pair over --max-length scored as wrong."""
+  data = _write(tmp_path / "rb.jsonl", ROWS)
+  out, res, ex = _run(tmp_path, reward_dir, data, "lb", "--leaderboard-name", "my-org/tiny-rm")
+  board = out / "leaderboard"
+  assert res["leaderboard"] == {
+      "eval_set": str(board / "eval-set" / "my-org" / "tiny-rm.json"),
+      "eval_set_scores": str(board / "eval-set-scores" / "my-org" / "tiny-rm.json")}
+  eval_set = json.loads((board / "eval-set" / "my-org" / "tiny-rm.json").read_text())
+  rb = res["rewardbench"]
+  assert eval_set == {"model": "my-org/tiny-rm", "model_type": "Seq. Classifier",
+                      "chat_template": "tokenizer",
+                      **{s: v["accuracy"] for s, v in rb["subsets"].items()}}
+  # The leaderboard's section arithmetic on the file gives our sections.
+  per_subset = {k: v for k, v in eval_set.items() if k in rewardbench.SUBSET_SECTION}
+  assert rewardbench.section_scores(per_subset) == pytest.approx(rb["sections"])
+  scores = json.loads((board / "eval-set-scores" / "my-org" / "tiny-rm.json").read_text())
+  assert set(scores) == {"model", "model_type", "chat_template", "id", "subset", "results",
+                         "scores_chosen", "scores_rejected"}
+  assert scores["id"] == [r["id"] for r in ROWS]  # integers, as in the dataset
+  assert scores["subset"] == [r["subset"] for r in ROWS]
+  assert scores["results"] == [int(e["correct"]) for e in ex] + [0]  # id 41: too long, wrong
+  assert scores["scores_chosen"] == [e["reward_chosen"] for e in ex] + [None]
+  assert scores["scores_rejected"] == [e["reward_rejected"] for e in ex] + [None]
+  assert np.mean(scores["results"]) == pytest.approx(res["accuracy"])
+  # Without a name, a local model is local/<folder>; pairwise data writes no leaderboard files.
+  _, res_local, _ = _run(tmp_path, reward_dir, data, "lb_local", "--limit", "2")
+  assert res_local["leaderboard"]["eval_set"].endswith(f"eval-set/local/{reward_dir.name}.json")
+  out_pw, res_pw, _ = _run(tmp_path, reward_dir, data, "lb_pw", "--mode", "pairwise")
+  assert "leaderboard" not in res_pw and not (out_pw / "leaderboard").exists()
+  with pytest.raises(SystemExit, match="leaderboard name 'no-org'"):
+    _run(tmp_path, reward_dir, data, "lb_bad", "--leaderboard-name", "no-org")
+
+
 def test_a_pair_longer_than_4096_tokens_is_scored_and_counted_by_default(smollm2_tokenizer,
                                                                         tmp_path):
   """Default length limit: the model's context (here 8192), so a ~4300-token pair that a fixed
@@ -178,6 +213,10 @@ def test_reference_free_log_probs_exclude_the_prompt(lm_dir, tmp_path, smollm2_t
                  {"reference_free_sum": ex_sum, "reference_free_average": ex_avg,
                   "reference_free_norm": ex_norm}[res["mode"]]]))
   assert res_sum["policy_reference_free_same_pass"]["norm"]["accuracy"] == res_norm["accuracy"]
+  # The leaderboard's name and type for a reference-free DPO score (reward-bench's run_dpo.py).
+  board = json.loads(open(res_norm["leaderboard"]["eval_set"]).read())
+  assert res_norm["leaderboard"]["eval_set"].endswith(f"/local/{model_dir.name}_ref_free.json")
+  assert board["model_type"] == "DPO Ref. Free" and board["ref_model"] is None
 
 
 def test_pairwise_mode_with_strength_buckets(reward_dir, tmp_path):

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     f"{PACKAGE}.distributed": 0,
     f"{PACKAGE}.models": 1,
     f"{PACKAGE}.training": 2,
-    f"{PACKAGE}.runs": 3,
+    f"{PACKAGE}.runs": 3, f"{PACKAGE}.model_card": 3,
     f"{PACKAGE}.rlhf": 4, f"{PACKAGE}.evaluation": 4,
     f"{PACKAGE}.train": 5, f"{PACKAGE}.rlhf.train": 5, f"{PACKAGE}.score": 5,
     f"{PACKAGE}.evaluate": 5, f"{PACKAGE}.export": 5, f"{PACKAGE}.expo": 5,

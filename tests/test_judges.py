@@ -248,6 +248,11 @@ def test_evaluate_with_a_judge_equals_the_judge_itself(params, tmp_path):
   assert res["accuracy"] == pytest.approx(float(np.mean(c > r)))
   ex = [json.loads(l) for l in (tmp_path / "out" / "examples.jsonl").read_text().splitlines()]
   np.testing.assert_allclose([e["reward_chosen"] for e in ex], c, atol=1e-6)
+  # The reward-bench leaderboard's files: a generative RM, its rubric scores per pair.
+  board = json.loads(open(res["leaderboard"]["eval_set_scores"]).read())
+  assert board["model_type"] == "Generative RM" and board["id"] == list(range(6))
+  assert board["scores_chosen"] == [e["reward_chosen"] for e in ex]
+  assert board["results"] == [int(e["correct"]) for e in ex]
 
 
 def test_judge_as_the_rl_reward(params, tmp_path):

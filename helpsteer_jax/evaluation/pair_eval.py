@@ -24,7 +24,10 @@ scored in length-sorted batches, the batch dimension sharded over all devices.
 With `judge` the model is a causal LM grading each response with the rubric of
 evaluation/judges.py (expected score, or the mean of sampled judgments): `evaluate_judge`.
 
-Writes OUTPUT/results.json, OUTPUT/examples.jsonl and OUTPUT/{scores,margins,length_bias}.png.
+Writes OUTPUT/results.json, OUTPUT/examples.jsonl and OUTPUT/{scores,margins,length_bias}.png;
+on RewardBench also the leaderboard's files, OUTPUT/leaderboard/eval-set/ORG/NAME.json and
+OUTPUT/leaderboard/eval-set-scores/ORG/NAME.json (evaluation/leaderboard.py; ORG/NAME is
+`leaderboard_name`, else the model's hub id, else local/<folder name>).
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ from tqdm import tqdm
 from helpsteer_jax import runs, sharding
 from helpsteer_jax.data.encoding import ChatEncoder
 from helpsteer_jax.data.records import where
-from helpsteer_jax.evaluation import implicit_rewards, judges, metrics, plots, rewardbench
+from helpsteer_jax.evaluation import (implicit_rewards, judges, leaderboard, metrics, plots,
+                                      rewardbench)
 from helpsteer_jax.evaluation.rows import Pair, choose_mode, load_pairs
 from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models import LlamaForCausalLM, LlamaRewardModel, Pretrained
@@ -76,6 +80,7 @@ class EvalConfig:
   judge: Optional[str] = None  # None | expected | sampled
   judge_samples: int = 3
   seed: int = 0
+  leaderboard_name: Optional[str] = None  # ORG/NAME in the leaderboard files (RewardBench only)
 
 
 def parse_weights(text: Optional[str]) -> Optional[tuple[float, ...]]:
@@ -127,6 +132,7 @@ def evaluate_judge(cfg: EvalConfig) -> dict[str, Any]:
   pairs = load_pairs(cfg.data, split=cfg.split, limit=cfg.limit,
                      limit_per_subset=cfg.limit_per_subset)
   eval_kind = choose_mode(pairs, cfg.mode)
+  board = _board_name(cfg, eval_kind, "judge")  # a bad name fails before the model loads
   judge = judges.load_judge(cfg.model, cfg.judge, samples=cfg.judge_samples,
                             max_length=cfg.max_length, batch_size=cfg.batch_size, dtype=cfg.dtype,
                             seed=cfg.seed, mesh=sharding.make_mesh({"data": -1})
@@ -157,6 +163,8 @@ def evaluate_judge(cfg: EvalConfig) -> dict[str, Any]:
   results.update(_scores(eval_kind, pairs, ok))
   out_dir = Path(cfg.output)
   out_dir.mkdir(parents=True, exist_ok=True)
+  if board is not None:
+    results["leaderboard"] = _write_board(cfg, board, "judge", pairs, ok, r_chosen, r_rejected)
   with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
     for k, p in enumerate(pairs):
       ex = {"id": p.id, "subset": p.subset, "line": p.line,
@@ -194,6 +202,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     raise ValueError(f"{cfg.model} has no reward head: pass --dpo-reference SOURCE or "
                      "--reference-free sum|average|norm to score it as a DPO policy")
   mode, reward_desc = _describe(cfg, pre.num_labels)
+  board = _board_name(cfg, eval_kind, mode)
   weights = None if cfg.attribute_weights is None else np.asarray(cfg.attribute_weights,
                                                                   np.float64)
   if weights is not None and len(weights) != pre.num_labels:
@@ -295,6 +304,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
   out_dir = Path(cfg.output)
   out_dir.mkdir(parents=True, exist_ok=True)
+  if board is not None:  # every pair: an unscored one as wrong, with no scores
+    every = np.full((len(pairs), 2), np.nan)
+    every[is_scored] = np.stack([r_chosen, r_rejected], axis=1)
+    results["leaderboard"] = _write_board(cfg, board, mode, pairs,
+                                          metrics.every_pair(ok, is_scored), every[:, 0],
+                                          every[:, 1])
   with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
     for ex in examples:
       f.write(json.dumps(ex, ensure_ascii=False) + "\n")
@@ -335,6 +350,21 @@ def _examples(kept: Sequence[tuple[Pair, Any, bool]], out: np.ndarray, r_chosen:
         ex["ref_logp_rejected"] = float(out[2 * k + 1, 3])
     examples.append(ex)
   return examples
+
+
+def _board_name(cfg: EvalConfig, eval_kind: str, mode: str) -> Optional[str]:
+  """ORG/NAME of the leaderboard files (RewardBench only; None otherwise)."""
+  if eval_kind != "rewardbench":
+    return None
+  return leaderboard.leaderboard_name(cfg.model, mode, cfg.leaderboard_name)
+
+
+def _write_board(cfg: EvalConfig, name: str, mode: str, pairs: Sequence[Pair], ok: np.ndarray,
+                 r_chosen: np.ndarray, r_rejected: np.ndarray) -> dict[str, str]:
+  return leaderboard.write(Path(cfg.output) / "leaderboard", name=name, mode=mode,
+                           ids=[p.id for p in pairs], subsets=[p.subset for p in pairs],
+                           correct=ok, scores_chosen=r_chosen, scores_rejected=r_rejected,
+                           ref_model=cfg.dpo_reference)
 
 
 def _scores(eval_kind: str, pairs: Sequence[Pair], ok: np.ndarray) -> dict[str, Any]:
