@@ -18,8 +18,8 @@ import numpy as np
 
 from helpsteer_jax.evaluation import compare, rewardbench
 from helpsteer_jax.evaluation.plots import pyplot
-from projects.finetune_small.config import (BOOTSTRAP, DATA, FROZEN, HERE, PARITY, REPO, REPORT,
-                                            RESULTS, TEMPLATE, TRAINERS)
+from projects.finetune_small.config import (BOOTSTRAP, DATA, FROZEN, HERE, LORA, PARITY, REPO,
+                                            REPORT, RESULTS, TEMPLATE, TRAINERS)
 
 PROBE_RESULTS = REPO / "projects" / "reproduce_small" / "results"
 LABELS = {"ours": "helpsteer_jax (`helpsteer_jax.train`)", "trl": "TRL `RewardTrainer`",
@@ -31,7 +31,8 @@ def load(results: Path = RESULTS) -> dict[str, list[dict[str, Any]]]:
   runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TRAINERS}
   for path in sorted(results.glob(f"{PARITY['loss']}_*_seed*.json")):
     r = json.loads(path.read_text())
-    runs[r["trainer"]].append(r)
+    if r["trainer"] in runs:  # the LoRA runs have their own section (lora_context)
+      runs[r["trainer"]].append(r)
   for t in runs:
     runs[t].sort(key=lambda r: r["seed"])
   return runs
@@ -220,6 +221,7 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                       {r["evaluated_on"] for rs in runs.values() for r in rs
                        if "evaluated_on" in r})
   any_run = next((r for rs in runs.values() for r in rs), None)
+  lora = lora_context(results, runs["ours"])
   return {
       "settings": PARITY, "data": DATA, "table": table,
       "diff_hs": _paired(forms["ours"], forms["trl"], "hs_validation"),
@@ -234,11 +236,33 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                                                       for t, rs in runs.items()},
       "cpu_hours": sum(r["train"]["total_wall_seconds"] + r["hs_validation"]["seconds"]
                        + r["rewardbench"]["seconds"]
-                       for rs in runs.values() for r in rs) / 3600,
-      "bootstrap": BOOTSTRAP,
+                       for rs in runs.values() for r in rs) / 3600 + lora.get("hours", 0.0),
+      "bootstrap": BOOTSTRAP, "lora": lora,
       "part2": part2_context(results, subsets, keep), "frozen": FROZEN,
       "part3": part3_context(results, figure.parent if figure is not None else HERE / "figures"),
   }
+
+
+def lora_context(results: Path, full: list[dict[str, Any]]) -> dict[str, Any]:
+  """LoRA (our trainer, adapters + head) against the full fine-tune of the same seeds: held-out
+  accuracy with the paired difference, and the training time and memory side by side."""
+  runs = sorted((json.loads(p.read_text()) for p in
+                 results.glob(f"{PARITY['loss']}_lora_seed*.json")), key=lambda r: r["seed"])
+  if not runs:
+    return {"ran": False, "settings": LORA}
+  seeds = {r["seed"] for r in runs}
+  full = [r for r in full if r["seed"] in seeds]
+  form = lambda r: {"seed": r["seed"], "hs_validation": {
+      "accuracy": r["hs_validation"]["accuracy"],
+      "correct": [int(e["correct"]) for e in r["hs_validation"]["examples"]]}}
+  rows = []
+  for label, rs in (("LoRA (adapters + head)", runs), ("full fine-tune", full)):
+    rows.append({"label": label, "seeds": ", ".join(str(r["seed"]) for r in rs),
+                 "hs": _stat([r["hs_validation"]["accuracy"] for r in rs]), **_timing(rs)})
+  diff, verdict = _compare([form(r) for r in runs], [form(r) for r in full], "hs_validation")
+  return {"ran": True, "settings": LORA, "rows": rows, "diff": diff, "verdict": verdict,
+          "hours": sum(r["train"]["total_wall_seconds"] + r["hs_validation"]["seconds"]
+                       for r in runs) / 3600}
 
 
 # ----------------------------------------------------------------------------- part 2

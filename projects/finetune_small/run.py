@@ -39,13 +39,14 @@ from helpsteer_jax.training.configs import SHARED_DATA
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import fresh_head
 from projects.finetune_small import report, variants
-from projects.finetune_small.config import (DATA, EXPO, PARITY, REPO, RESULTS, RLHF, TRAINERS,
-                                            VARIANTS, WORKDIR)
+from projects.finetune_small.config import (DATA, EXPO, LORA, PARITY, REPO, RESULTS, RLHF,
+                                            TRAINERS, VARIANTS, WORKDIR)
 from projects.finetune_small.train_config import get_config
 from projects.reproduce_small.config import STUDY
 from projects.reproduce_small.data import rewardbench_rows
 
 RUNS = tuple(f"{PARITY['loss']}_{t}" for t in TRAINERS)  # bt_ours, bt_trl (part 1)
+LORA_RUN = f"{PARITY['loss']}_lora"  # our trainer with LoRA adapters, beside part 1
 PART2 = tuple(v[0] for v in VARIANTS) + (EXPO["name"],)
 EVAL_SETS = ("hs_validation", "rewardbench")
 
@@ -177,15 +178,17 @@ def train(name: str, seed: int, workdir: Path) -> Path:
   """Trains run `name` for `seed` (resuming); returns the trained model's source."""
   trainer = name.rsplit("_", 1)[1]
   run_dir = workdir / f"{name}_seed{seed}"
-  model = run_dir if trainer == "ours" else run_dir / "final"
-  done = (run_dir / "summary.json") if trainer == "ours" else (run_dir / "final" / "config.json")
+  ours = trainer != "trl"
+  model = run_dir if ours else run_dir / "final"
+  done = (run_dir / "summary.json") if ours else (run_dir / "final" / "config.json")
   if done.exists():
     return model
   start = start_dir(workdir, seed)
   pairs = write_pairs(workdir, start, seed)
-  if trainer == "ours":
+  if trainer in ("ours", "lora"):
+    arg = f"{seed},lora" if trainer == "lora" else str(seed)
     cmd = [sys.executable, "-m", "helpsteer_jax.train",
-           f"--config={REPO / 'projects/finetune_small/train_config.py'}:{seed}",
+           f"--config={REPO / 'projects/finetune_small/train_config.py'}:{arg}",
            f"--workdir={run_dir}", f"--config.model.source={start}"]
   else:
     cmd = [sys.executable, "-m", "projects.finetune_small.trl_train", f"--start={start}",
@@ -203,7 +206,7 @@ def step_times(run_dir: Path, trainer: str) -> dict[str, Any]:
   time measured from the previous step of the same segment (or the segment's start)."""
   segments = [json.loads(l) for l in (run_dir / "segments.jsonl").read_text().splitlines()]
   starts = sorted(s["start"] for s in segments)
-  if trainer == "ours":
+  if trainer != "trl":
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "train/loss" in r]
   else:
@@ -239,11 +242,12 @@ def evaluate_run(name: str, seed: int, model: Path, files: dict[str, Path], work
   trainer = name.rsplit("_", 1)[1]
   run_dir = workdir / f"{name}_seed{seed}"
   result: dict[str, Any] = {"run": name, "seed": seed, "trainer": trainer,
-                            "settings": PARITY, "train": step_times(run_dir, trainer),
+                            "settings": dict(PARITY, lora=LORA) if trainer == "lora" else PARITY,
+                            "train": step_times(run_dir, trainer),
                             "evaluated_on": machine.header()}
-  if trainer == "ours":
+  if trainer != "trl":
     result["train"]["final_loss"] = _last_metric(run_dir / "metrics.jsonl", "train/loss")
-  for set_name in EVAL_SETS:
+  for set_name in (LORA["eval_sets"] if trainer == "lora" else EVAL_SETS):
     t0 = time.time()
     log(f"evaluating {name} seed {seed} on {set_name}")
     res = evaluate(EvalConfig(model=str(model), output=str(workdir / "eval" / f"{name}_seed{seed}"
@@ -315,11 +319,11 @@ def collect(workdir: Path, results: Path, data_dir: Path) -> None:
   loss (ours: metrics.jsonl; TRL: its log history), the training-data report, and which
   RewardBench rows the frozen probe scored."""
   results.mkdir(parents=True, exist_ok=True)
-  for name in RUNS:
+  for name in RUNS + (LORA_RUN,):
     trainer = name.rsplit("_", 1)[1]
     for seed in PARITY["seeds"]:
       run_dir = workdir / f"{name}_seed{seed}"
-      if trainer == "ours" and (run_dir / "metrics.jsonl").exists():
+      if trainer != "trl" and (run_dir / "metrics.jsonl").exists():
         rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
         loss = {int(r["step"]): r["train/loss"] for r in rows if "train/loss" in r}
       elif trainer == "trl" and (run_dir / "log_history.json").exists():
@@ -359,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
   ap.add_argument("--part", choices=("all", "parity", "variants", "rlhf"), default="all",
                   help="part 1 (parity with TRL), part 2 (the paper's variants), part 3 (RLHF "
                        "with part 2's reward model), or all in order")
-  ap.add_argument("--only", choices=RUNS + PART2, default=None,
+  ap.add_argument("--only", choices=RUNS + (LORA_RUN,) + PART2, default=None,
                   help="one run of part 1 or one variant of part 2 (with --seed: one seed)")
   ap.add_argument("--seed", type=int, default=None, help="with --only: that seed only")
   ap.add_argument("--workdir", type=Path, default=WORKDIR,
@@ -383,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
       sys.exit(f"the shared data folder {args.data_dir} is missing (--data-dir)")
     files = eval_files(args.workdir, args.data_dir)
     part1 = args.part in ("all", "parity") and (args.only is None or args.only in RUNS)
+    lora = args.part in ("all", "parity") and args.only in (None, LORA_RUN)
     part2 = args.part in ("all", "variants") and (args.only is None or args.only in PART2)
     t0 = time.time()
     try:
@@ -393,6 +398,10 @@ def main(argv: list[str] | None = None) -> None:
           for name in names:
             model = train(name, seed, args.workdir)
             evaluate_run(name, seed, model, files, args.workdir, results)
+      if lora:
+        for seed in (args.seed,) if args.seed is not None else LORA["seeds"]:
+          model = train(LORA_RUN, seed, args.workdir)
+          evaluate_run(LORA_RUN, seed, model, files, args.workdir, results)
       if part2:
         variants.run_part2(args.workdir, args.data_dir, results / "part2", files["hs_validation"],
                            only=args.only, seeds=(args.seed,) if args.seed is not None else None,

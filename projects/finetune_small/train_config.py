@@ -4,17 +4,20 @@
       --workdir W --config.model.source=START_DIR
 
 The argument is the seed (head init is in START_DIR, written by run.py; the seed also orders the
-batches). Validation runs separately, through the library's evaluator (run.py), so the training
+batches), optionally followed by `,lora`: the same run with config.LORA's adapters. Validation runs separately, through the library's evaluator (run.py), so the training
 wall time is the training's own.
 """
 from __future__ import annotations
 
 from helpsteer_jax.training.configs import get_base_config
-from projects.finetune_small.config import DATA, PARITY, WORKDIR
+from projects.finetune_small.config import DATA, LORA, PARITY, WORKDIR
 
 
 def get_config(arg: str = "0"):
-  seed = int(arg)
+  seed, _, option = arg.partition(",")
+  if option not in ("", "lora"):
+    raise ValueError(f"argument {arg!r}: SEED or SEED,lora")
+  seed = int(seed)
   p = PARITY
   c = get_base_config(p["loss"], "smollm2")
   c.seed = seed
@@ -29,4 +32,7 @@ def get_config(arg: str = "0"):
                  grad_clip=p["grad_clip"])
   c.train.update(epochs=float(p["epochs"]), steps=0, log_every=1,
                  checkpoint_every=p["checkpoint_every"], keep_checkpoints=1)
+  if option == "lora":
+    c.model.update(lora_rank=LORA["rank"], lora_alpha=LORA["alpha"], lora_targets=LORA["targets"])
+    c.optim.lr = LORA["lr"]
   return c
