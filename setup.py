@@ -41,7 +41,9 @@ setup(
     ],
     extras_require={
         # torch only for parity tests against transformers' PyTorch Llama; 2.13.0 is the local CPU wheel.
-        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "accelerate"],  # accelerate: transformers' GGUF reader
+        # accelerate: transformers' GGUF reader; nbclient + ipykernel run the quickstart notebook.
+        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "accelerate", "nbclient",
+                 "nbformat", "ipykernel"],
         "cuda": ["jax[cuda12]"],
         # gs:// workdirs (epath, orbax's bucket check, tensorboardX) need gcsfs.
         "tpu": ["jax[tpu]", "gcsfs"],
