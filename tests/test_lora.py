@@ -97,6 +97,20 @@ def test_zero_adapters_leave_the_rewards_unchanged(base_dir, smollm2_tokenizer):
   np.testing.assert_array_equal(np.asarray(adapted), np.asarray(plain))
 
 
+def test_adapters_off_is_the_start_model(base_dir, smollm2_tokenizer):
+  pre = load_model(str(base_dir))
+  cfg = pre.config.replace(lora_rank=4)
+  params = lora.add_adapters(pre.params, cfg, np.random.default_rng(0))
+  params = jax.tree_util.tree_map_with_path(  # adapters that have trained: B non-zero
+      lambda p, x: x + 0.5 if p[-1].key == "lora_b" else x, params)
+  ids, mask = _ids(smollm2_tokenizer)
+  model = LlamaRewardModel(cfg, 1)
+  plain = LlamaRewardModel(pre.config, 1).apply({"params": pre.params}, ids, mask)
+  assert not np.allclose(model.apply({"params": params}, ids, mask), plain)
+  off = model.apply({"params": lora.adapters_off(params)}, ids, mask)
+  np.testing.assert_array_equal(np.asarray(off), np.asarray(plain))
+
+
 def test_only_adapters_and_head_train(base_dir, lora_run):
   base = load_model(str(base_dir)).params
   saved = restore_params(lora_run)
@@ -176,14 +190,19 @@ def test_lora_dpo_trains_the_policy_adapters_only(lm_dir, tmp_path):
   c.train.steps = 3
   c.mesh.data = 1
   out = train(c, str(tmp_path))
-  assert out["eval_after"]["loss"] < out["eval_before"]["loss"]
+  # The reference is the policy with its adapters off: at step 0 they are the same model, so
+  # every implicit reward is 0 (loss log 2, strict accuracy 0), as with a reference copy.
+  before, after = out["eval_before"], out["eval_after"]
+  assert before["accuracy"] == 0.0 and before["loss"] == pytest.approx(np.log(2), abs=1e-5)
+  assert after["loss"] < before["loss"]
   saved = restore_params(tmp_path)
+  assert set(saved) == {"policy"}  # no second copy of the frozen weights
+  base = dict(convert.flatten(load_model(str(lm_dir)).causal_lm_params()))
   for path, value in convert.flatten(saved["policy"]):
-    ref = dict(convert.flatten(saved["ref"]))[path]
     if path[-1] == "lora_b":
-      assert np.any(value) and not np.any(ref), "/".join(path)
+      assert np.any(value), "/".join(path)
     elif path[-1] != "lora_a":
-      np.testing.assert_array_equal(value, ref, err_msg="/".join(path))
+      np.testing.assert_array_equal(value, base[path], err_msg="/".join(path))
   # The workdir loads as a plain causal LM, the policy's adapters merged.
   pre = load_model(str(tmp_path), tokenizer=False)
   assert pre.config.lora_rank == 0 and not lora.has_adapters(pre.params)
@@ -199,6 +218,9 @@ def test_lora_rl_trains_the_policy_adapters_only(lm_dir, tmp_path):
   c.train.steps = 2
   out = rl_train(c, str(tmp_path))
   assert out["step"] == 2
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  kl = [r["train/kl"] for r in rows if "train/kl" in r]
+  assert kl[0] == 0.0 and kl[1] != 0.0  # the reference is the start, the policy moved away
   base = dict(convert.flatten(load_model(str(lm_dir)).causal_lm_params()))
   moved = 0
   for path, value in convert.flatten(restore_params(tmp_path)):

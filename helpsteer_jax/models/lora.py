@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from helpsteer_jax.models import convert
@@ -91,6 +93,16 @@ def merge(params: dict[str, Any], cfg: LlamaConfig) -> dict[str, Any]:
   if any(is_adapter(p) for p in flat):
     raise ValueError("a lora_b without its lora_a")
   return _unflatten(flat)
+
+
+def adapters_off(params: Any) -> Any:
+  """`params` with every B factor zero: the model the adapters started from (B = 0 at the start),
+  exactly, whatever A holds. Traceable: with LoRA, DPO's and RL's reference model is the policy's
+  own parameters read through this, instead of a second copy of the frozen weights."""
+  def off(path: tuple[Any, ...], x: Any) -> Any:
+    last = path[-1] if path else None
+    return jnp.zeros_like(x) if getattr(last, "key", None) == "lora_b" else x
+  return jax.tree_util.tree_map_with_path(off, params)
 
 
 def num_adapter_params(params: Any) -> int:

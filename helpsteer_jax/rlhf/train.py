@@ -30,7 +30,7 @@ import optax
 from flax import linen as nn
 
 from helpsteer_jax import distributed, runs
-from helpsteer_jax.models import LlamaForCausalLM
+from helpsteer_jax.models import LlamaForCausalLM, lora
 from helpsteer_jax.rlhf import reinforce
 from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, left_pad,
                                          sampling_logprobs)
@@ -104,6 +104,9 @@ class Learner:
     ref_sc = reinforce.reference_sampling(sc)
     self._ref_logprobs = (self._logprobs if ref_sc == sc else
                           jax.jit(functools.partial(sampling_logprobs, model, sc=ref_sc)))
+    # LoRA: no reference copy (ref_params None); the reference is the policy, adapters off.
+    self._base_logprobs = jax.jit(
+        lambda p, ids, m: sampling_logprobs(model, lora.adapters_off(p), ids, m, sc=ref_sc))
 
   def _sample(self, params: Any, rows: list[np.ndarray], rng: jax.Array):
     """(prompt ids, mask, sampled tokens, response mask, seconds) of one rollout."""
@@ -122,7 +125,8 @@ class Learner:
     full_mask = np.concatenate([mask, resp], axis=1)
     target_mask = np.concatenate([np.zeros((len(ids), ids.shape[1] - 1), np.int32), resp], axis=1)
     pol = self._logprobs(params, full_ids, full_mask)
-    ref = self._ref_logprobs(ref_params, full_ids, full_mask)
+    ref = (self._ref_logprobs(ref_params, full_ids, full_mask) if ref_params is not None
+           else self._base_logprobs(params, full_ids, full_mask))
     kl = distributed.to_host(reinforce.sequence_kl(pol, ref, target_mask))
     return full_ids, full_mask, target_mask, kl
 
@@ -267,8 +271,11 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   order = PromptOrder(len(prompts), config.data.shuffle_seed)
   state, shardings = job.init_state(policy.init_params, tx, rng, data=order,
                                     pretrained=policy.pretrained)
-  # The reference is its own copy of the start (the state is donated at every step).
-  if policy.pretrained is not None:
+  # The reference is its own copy of the start (the state is donated at every step); with LoRA
+  # it is the policy itself with its adapters off, no copy.
+  if policy.config.lora_rank:
+    ref_params = None
+  elif policy.pretrained is not None:
     ref_params = jax.device_put(policy.pretrained, shardings.params)
   else:
     ref_params = jax.jit(lambda r: nn.unbox(policy.init_params(r)),

@@ -70,16 +70,19 @@ def causal_lm(cfg: LlamaConfig, tokenizer: Any, pre: Pretrained | None,
 
 def dpo_model(model_cfg: Any, cfg: LlamaConfig, tokenizer: Any, pre: Pretrained | None,
               seed: int = 0) -> BuiltModel:
-  """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen."""
+  """A causal LM as {"policy", "ref"}: two copies of the same start, the reference frozen; with
+  LoRA {"policy"} alone."""
   del model_cfg
-  lm = causal_lm(cfg, tokenizer, pre, seed)  # with LoRA, the reference carries zero adapters too
+  lm = causal_lm(cfg, tokenizer, pre, seed)
+  # With LoRA the reference is no copy: it is the policy with its adapters off (objectives.py).
+  names = ("policy",) if cfg.lora_rank else ("policy", "ref")
   pretrained = None
   if lm.pretrained is not None:
-    pretrained = {"policy": lm.pretrained, "ref": lm.pretrained}
+    pretrained = {k: lm.pretrained for k in names}
 
   def init_params(rng):
     p = lm.init_params(rng)
-    return {"policy": p, "ref": p}
+    return {k: p for k in names}
 
   return BuiltModel(cfg, lm.model, tokenizer, init_params, pretrained)
 

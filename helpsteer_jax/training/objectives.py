@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from helpsteer_jax import losses
+from helpsteer_jax.models import lora
 from helpsteer_jax.models.llama import LlamaForCausalLM, LlamaRewardModel
 from helpsteer_jax.models.logprobs import response_logprobs
 from helpsteer_jax.training.step import COUNT_KEY, Objective
@@ -98,7 +99,8 @@ def regression_objective(model: LlamaRewardModel,
 
 
 def dpo_objective(model: LlamaForCausalLM, loss_name: str, *, beta: float) -> Objective:
-  """DPO and its margin/scaled variants (losses.DPO_LOSSES) on {"policy", "ref"} parameters."""
+  """DPO and its margin/scaled variants (losses.DPO_LOSSES) on {"policy", "ref"} parameters
+  ({"policy"} alone with LoRA: the reference is the policy with its adapters off)."""
   if loss_name not in losses.DPO_LOSSES:
     raise ValueError(f"DPO loss {loss_name!r} not in {sorted(losses.DPO_LOSSES)}")
   loss_fn = losses.DPO_LOSSES[loss_name]
@@ -109,7 +111,9 @@ def dpo_objective(model: LlamaForCausalLM, loss_name: str, *, beta: float) -> Ob
     flat = [batch[k].reshape(2 * b, length) for k in ("input_ids", "attention_mask",
                                                       "response_mask")]
     pol = response_logprobs(model, params["policy"], *flat).reshape(b, 2)
-    ref = jax.lax.stop_gradient(response_logprobs(model, params["ref"], *flat)).reshape(b, 2)
+    # With LoRA there is no "ref" copy: the reference is the policy with its adapters off.
+    ref_params = params["ref"] if "ref" in params else lora.adapters_off(params["policy"])
+    ref = jax.lax.stop_gradient(response_logprobs(model, ref_params, *flat)).reshape(b, 2)
     w = batch["weight"].astype(jnp.float32)
     loss, metrics = loss_fn(policy_chosen_logps=pol[:, 0], policy_rejected_logps=pol[:, 1],
                             ref_chosen_logps=ref[:, 0], ref_rejected_logps=ref[:, 1],
