@@ -41,9 +41,11 @@ setup(
     ],
     extras_require={
         # torch only for parity tests against transformers' PyTorch Llama; 2.13.0 is the local CPU wheel.
-        # accelerate: transformers' GGUF reader; nbclient + ipykernel run the quickstart notebook.
+        # accelerate: transformers' GGUF reader; nbclient + ipykernel run the quickstart notebook;
+        # wandb: the offline tracker test.
         "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "accelerate", "nbclient",
-                 "nbformat", "ipykernel"],
+                 "nbformat", "ipykernel", "wandb>=0.30"],
+        "wandb": ["wandb"],  # --config.train.trackers=tensorboard,wandb
         "cuda": ["jax[cuda12]"],
         # gs:// workdirs (epath, orbax's bucket check, tensorboardX) need gcsfs.
         "tpu": ["jax[tpu]", "gcsfs"],

@@ -48,7 +48,7 @@ from helpsteer_jax.evaluation.scorer import Scorer
 from helpsteer_jax.models import LlamaRewardModel
 from helpsteer_jax.rlhf.generate import SamplingConfig, eos_ids_of, generate, left_pad
 from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
-from helpsteer_jax.training import launch
+from helpsteer_jax.training import launch, metrics_log
 
 KINDS = ("self_rewarding", "spin")
 
@@ -135,11 +135,17 @@ class Loop:
     params = jax.device_put(pre.causal_lm_params())
     rows = [s for s in self.prompt_ids for _ in range(n)]
     texts: list[str] = []
-    for b, start in enumerate(range(0, len(rows), lc.batch_size)):
+    bar = metrics_log.progress_bar(range(0, len(rows), lc.batch_size), desc="generate",
+                                   unit="batch")
+    t0, sampled = time.perf_counter(), 0
+    for b, start in enumerate(bar):
       ids, mask = left_pad(rows[start:start + lc.batch_size], sc.pad_id, 32)
       gen = generate(params, pre.config, ids, mask,
                      jax.random.fold_in(jax.random.PRNGKey(seed), b), sc)
       tokens, resp = np.asarray(gen.tokens), np.asarray(gen.response_mask)
+      sampled += int(resp.sum())
+      bar.set_postfix_str(f"gen_tokens_per_s={sampled / (time.perf_counter() - t0):.4g}",
+                          refresh=False)
       texts += [tok.decode(t[m.astype(bool)], skip_special_tokens=True).strip()
                 for t, m in zip(tokens, resp)]
     return [texts[i * n:(i + 1) * n] for i in range(len(self.prompts))]

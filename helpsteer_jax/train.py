@@ -157,6 +157,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   try:
     with job.loop():
       first_eval = run_eval(step) if step == 0 else None
+      log.start_progress(total_steps, step, ("loss", "accuracy", "tokens_per_s", "mfu"))
       for batch in data.train.iterate(total_steps - step):
         state, metrics = step_fn(state, put(batch))
         step += 1
@@ -165,13 +166,14 @@ def train(config, workdir: str) -> dict[str, Any]:
           sha = hashlib.sha256(np.ascontiguousarray(batch["input_ids"]).tobytes()).hexdigest()
           batch_log.write(json.dumps({"step": step, "sha": sha[:16]}) + "\n")
           batch_log.flush()
+        m = None  # host metrics, read on logging steps only (a device sync)
         if step % config.train.log_every == 0 or step == total_steps:
           trainer.check_finite(state)
           m = jax.device_get(metrics)
           m = {k: float(v) for k, v in m.items() if np.ndim(v) == 0}
           m.update(lr=float(lr_at(step - 1)), **meter.read())
           log.scalars(step, m, prefix="train/")
-          log.progress(step, total_steps, m)
+        log.progress(step, m)
         if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
           run_eval(step)
         if job.checkpoint(step, state, data.train.state()):

@@ -10,11 +10,11 @@ advantages and take one policy-gradient step (rlhf/reinforce.py). Reads top to b
 helpsteer_jax.train, on the same set-up (training/trainer.py: jax.distributed, mesh, state
 resume > pretrained > fresh, checkpoints with the prompt position, SIGTERM saves and exits):
 set-up, state, the step, the loop, the end. Metrics (reward mean/std, KL, response length,
-tokens/s) go to metrics.jsonl and TensorBoard. With `eval.every` > 0, a fixed set of evaluation
-prompts (`eval.prompts`) is answered before training, every `eval.every` steps and at the end
-(one sampled response each, the same random key every time), scored by the reward model and by the
-`eval.monitors` reward models that are not optimised; metrics go under eval/ and every generation
-to eval_generations.jsonl.
+tokens/s, MFU) go to metrics.jsonl and `train.trackers` (TensorBoard, W&B), a progress bar to
+stderr. With `eval.every` > 0, a fixed set of evaluation prompts (`eval.prompts`) is answered
+before training, every `eval.every` steps and at the end (one sampled response each, the same
+random key every time), scored by the reward model and by the `eval.monitors` reward models that
+are not optimised; metrics go under eval/ and every generation to eval_generations.jsonl.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from helpsteer_jax.rlhf.generate import (SamplingConfig, eos_ids_of, generate, l
                                          sampling_logprobs)
 from helpsteer_jax.rlhf.prompts import encode_prompts, load_prompts
 from helpsteer_jax.rlhf.rewards import JudgeReward, RewardFn, RewardModel, Rollout
-from helpsteer_jax.training import launch, trainer
+from helpsteer_jax.training import launch, metrics_log, trainer
 from helpsteer_jax.training.model_setup import BuiltModel, causal_lm
 from helpsteer_jax.training.optimizer import make_optimizer, restrict, trainable_mask
 from helpsteer_jax.training.state import TrainState
@@ -77,8 +77,10 @@ class Learner:
   def __init__(self, model: LlamaForCausalLM, tx: optax.GradientTransformation,
                sc: SamplingConfig, reward_fn: RewardFn, *, k: int, beta: float,
                grad_accum: int = 1, tokenizer: Any = None, pad_to_multiple_of: int = 1,
-               state_sharding: Any = None, batch_sharding: Any = None, trainable: Any = None):
-    self.model, self.cfg, self.sc = model, model.cfg, sc
+               state_sharding: Any = None, batch_sharding: Any = None, trainable: Any = None,
+               peak_flops: float = 0.0):
+    """`peak_flops`: the mesh's peak FLOP/s (all devices), for the MFU metric; 0 for none."""
+    self.model, self.cfg, self.sc, self.peak_flops = model, model.cfg, sc, float(peak_flops)
     self.reward_fn, self.k, self.beta = reward_fn, int(k), float(beta)
     self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
     reinforce.rloo_advantages(np.zeros(self.k), self.k)  # k >= 2 or a clear error now
@@ -153,6 +155,14 @@ class Learner:
     metrics = {k_: float(v) for k_, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
     dt = time.perf_counter() - t0
     n_resp = float(resp.sum())
+    # Model FLOPs (PaLM's count, metrics_log.train_flops_per_token, the LM head included): every
+    # real token goes through the training step (forward + backward, 3 forwards' worth) and three
+    # forwards more: sampling and the policy's and the reference's log-probs. The reward's are
+    # not counted (another model, maybe none).
+    flops = 2.0 * float(full_mask.sum()) * metrics_log.train_flops_per_token(
+        self.cfg, full_ids.shape[1], num_labels=self.cfg.vocab_size)
+    if self.peak_flops:
+      metrics["mfu"] = flops / max(dt, 1e-9) / self.peak_flops
     if hasattr(self.reward_fn, "last_unscorable"):  # a judge: responses it could not score
       metrics["reward_unscorable"] = float(self.reward_fn.last_unscorable)
     metrics.update(
@@ -161,7 +171,8 @@ class Learner:
         response_length=float(resp.sum(1).mean()),
         eos_fraction=float(np.mean(resp.sum(1) < resp.shape[1])),
         gen_tokens_per_s=n_resp / max(t_gen, 1e-9),
-        tokens_per_s=float(full_mask.sum()) / max(dt, 1e-9), step_seconds=dt)
+        tokens_per_s=float(full_mask.sum()) / max(dt, 1e-9),
+        model_tflops_per_s=flops / max(dt, 1e-9) / 1e12, step_seconds=dt)
     return state, metrics
 
 
@@ -286,7 +297,8 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
                     grad_accum=config.train.grad_accum, tokenizer=tok,
                     pad_to_multiple_of=config.data.pad_to_multiple_of,
                     state_sharding=shardings, batch_sharding=job.batch_sharding(),
-                    trainable=trainable)
+                    trainable=trainable,
+                    peak_flops=config.train.peak_flops_per_device * jax.device_count())
 
   # --- the loop
   step = int(state.step)
@@ -306,6 +318,8 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   with job.loop():
     if eval_every and step == 0:
       run_eval(0)
+    log.start_progress(config.train.steps, step, ("reward_mean", "kl", "loss", "tokens_per_s",
+                                                  "gen_tokens_per_s", "mfu"), desc="rlhf")
     while step < config.train.steps:
       idx = order.take(rl.prompts_per_step)
       key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7), step)
@@ -316,9 +330,7 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
       history.append(m)
       if step % config.train.log_every == 0 or step == config.train.steps:
         log.scalars(step, m, prefix="train/")
-        log.text(f"step {step}/{config.train.steps} " + " ".join(
-            f"{k}={m[k]:.4g}" for k in ("reward_mean", "reward_std", "kl", "response_length",
-                                         "loss", "grad_norm", "gen_tokens_per_s")))
+      log.progress(step, m)
       if eval_every and step % eval_every == 0 and step < config.train.steps:
         run_eval(step)
       if job.checkpoint(step, state, order.state()):

@@ -69,7 +69,13 @@ def train_block(**overrides) -> ml_collections.ConfigDict:
   """Loop length, accumulation, logging and checkpoint cadence (training/trainer.py)."""
   return ml_collections.ConfigDict(dict(
       steps=0, grad_accum=1, log_every=10, checkpoint_every=100, keep_checkpoints=3,
-      peak_flops_per_device=PEAK_FLOPS["cpu"]) | overrides)
+      peak_flops_per_device=PEAK_FLOPS["cpu"],
+      # Metrics go to metrics.jsonl and these (training/metric_writers.py): "tensorboard",
+      # "wandb", both comma-separated, or "". progress: the tqdm bar on stderr.
+      trackers="tensorboard", progress=True,
+      # W&B: empty entity/name take W&B's default and the workdir's name; mode "" is
+      # $WANDB_MODE, else online with $WANDB_API_KEY set and offline without.
+      wandb=dict(project="helpsteer_jax", entity="", name="", mode="")) | overrides)
 
 
 def base_blocks(c: ml_collections.ConfigDict) -> None:

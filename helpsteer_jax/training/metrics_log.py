@@ -1,16 +1,19 @@
-"""Console progress (ETA, loss, accuracy, tokens/s, MFU) and TensorBoard events in the workdir."""
+"""A run's log: throughput and MFU, a tqdm progress bar (ETA, loss, tokens/s, MFU) and metrics to
+the writers of metric_writers.py (metrics.jsonl, TensorBoard, W&B)."""
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import numpy as np
 from etils import epath
+from tqdm import tqdm
 
 from helpsteer_jax.models.config import LlamaConfig
+from helpsteer_jax.training import metric_writers
 
 
 def train_flops_per_token(cfg: LlamaConfig, seq_len: int, num_labels: int = 1) -> float:
@@ -57,78 +60,77 @@ class Throughput:
     return out
 
 
-class _JsonLines:
-  """metrics.jsonl, appended to across resumes, on a local disk or an object store.
+class _LinePerRefresh:
+  """A bar's stream when stderr is no terminal (a log file): each refresh becomes one line,
+  where tqdm would pile carriage-return redraws onto one."""
 
-  Object stores (gs://, s3://) cannot append (gcsfs silently overwrites), so there the rows are
-  kept and the whole file is rewritten at each flush; it holds one short row per logged step.
-  """
+  def __init__(self, stream: TextIO):
+    self._stream = stream
 
-  def __init__(self, path: epath.Path):
-    self._path = path
-    self._rows: list[str] | None = None
-    self._file = None
-    if "://" in str(path):
-      self._rows = path.read_text().splitlines(keepends=True) if path.exists() else []
-    else:
-      self._file = path.open("a", encoding="utf-8")
+  def write(self, s: str) -> None:
+    s = s.replace("\r", "").rstrip()
+    if s:
+      self._stream.write(s + "\n")
 
-  def write(self, row: dict[str, Any]) -> None:
-    line = json.dumps(row) + "\n"
-    if self._file is not None:
-      self._file.write(line)
-      self._file.flush()
-    else:
-      self._rows.append(line)
-      self._path.write_text("".join(self._rows))
+  def __getattr__(self, name: str) -> Any:  # flush, encoding, ...
+    return getattr(self._stream, name)
 
-  def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
+
+def progress_bar(iterable: Iterable[Any] | None = None, *, total: int | None = None,
+                 initial: int = 0, desc: str = "", unit: str = "step", enabled: bool = True,
+                 stream: TextIO | None = None) -> tqdm:
+  """A tqdm bar (rate and ETA) on `stream` (stderr); in a log file a line every 30 s."""
+  stream = stream or sys.stderr
+  try:  # a terminal of width 0 (a pty nobody sized) would show an empty bar
+    tty = stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+  except (AttributeError, OSError, ValueError):
+    tty = False
+  return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit,
+              disable=not enabled, file=stream if tty else _LinePerRefresh(stream),
+              mininterval=0.5 if tty else 30.0, miniters=1, dynamic_ncols=tty)
 
 
 class Logger:
-  """Metrics to `workdir/metrics.jsonl` and TensorBoard, progress to stderr; a no-op unless
-  `enabled` (process 0 of a multi-host run). `workdir` may be a URL (gs://...), see epath."""
+  """Metrics to metrics.jsonl and `trackers` (metric_writers: "tensorboard", "wandb"), messages
+  and a progress bar to stderr; a no-op unless `enabled` (process 0 of a multi-host run).
+  `workdir` may be a URL (gs://...), see epath. `run_config` (a dict) goes to W&B."""
 
-  def __init__(self, workdir: str | Path | epath.Path, enabled: bool = True):
-    self.enabled = enabled
-    self._start = time.perf_counter()
-    self._first_step: int | None = None
-    self._writer = None
-    self._jsonl = None
-    if enabled:
-      workdir = epath.Path(workdir)
-      self._jsonl = _JsonLines(workdir / "metrics.jsonl")
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      # tensorboardX writes gs:// and s3:// itself (google-cloud-storage / boto3).
-      self._writer = SummaryWriter(str(workdir / "tensorboard"))
+  def __init__(self, workdir: str | Path | epath.Path, enabled: bool = True,
+               trackers: str = "tensorboard", *, run_config: Mapping[str, Any] | None = None,
+               progress: bool = True):
+    self.enabled, self._progress = enabled, enabled and progress
+    self._writers = (metric_writers.open_writers(epath.Path(workdir), trackers, run_config)
+                     if enabled else [])
+    self._bar: tqdm | None = None
+    self._keys: tuple[str, ...] = ()
 
   def text(self, msg: str) -> None:
     if self.enabled:
-      print(msg, file=sys.stderr, flush=True)
+      tqdm.write(msg, file=sys.stderr)  # above a bar, which redraws below it
 
-  def scalars(self, step: int, metrics: dict[str, Any], prefix: str = "") -> None:
-    if self._writer is not None:
-      for k, v in metrics.items():
-        self._writer.add_scalar(prefix + k, float(v), step)
-      self._writer.flush()
-    if self._jsonl is not None:
-      # `time`: the row's wall clock (unix seconds), so step times survive resumes.
-      self._jsonl.write({"step": step, "time": round(time.time(), 3),
-                         **{prefix + k: float(v) for k, v in metrics.items()}})
+  def scalars(self, step: int, metrics: Mapping[str, Any], prefix: str = "") -> None:
+    row = {prefix + k: float(v) for k, v in metrics.items()}
+    for w in self._writers:
+      w.write_scalars(step, row)
+      w.flush()
 
-  def progress(self, step: int, total: int, m: dict[str, float]) -> None:
-    if self._first_step is None:
-      self._first_step, self._start = step - 1, time.perf_counter() - 1e-9
-    elapsed = time.perf_counter() - self._start
-    eta = elapsed / max(step - self._first_step, 1) * (total - step)
-    keys = ("loss", "accuracy", "grad_norm", "lr", "tokens_per_s", "mfu")
-    parts = [f"{k}={m[k]:.4g}" for k in keys if k in m]
-    self.text(f"step {step}/{total} [{elapsed:.0f}s<{eta:.0f}s] " + " ".join(parts))
+  def start_progress(self, total: int, initial: int, keys: Sequence[str],
+                     desc: str = "train") -> None:
+    """The loop's bar from step `initial` to `total`; `keys`: the metrics shown beside it."""
+    self._keys = tuple(keys)
+    self._bar = progress_bar(total=total, initial=initial, desc=desc, enabled=self._progress)
+
+  def progress(self, step: int, metrics: Mapping[str, float] | None = None) -> None:
+    """Moves the bar to `step`, showing `metrics`' `keys` when given."""
+    if self._bar is None:
+      return
+    if metrics:
+      self._bar.set_postfix_str(" ".join(f"{k}={metrics[k]:.4g}" for k in self._keys
+                                         if k in metrics), refresh=False)
+    self._bar.update(step - self._bar.n)
 
   def close(self) -> None:
-    if self._writer is not None:
-      self._writer.close()
-    if self._jsonl is not None:
-      self._jsonl.close()
+    if self._bar is not None:
+      self._bar.close()
+    for w in self._writers:
+      w.close()

@@ -31,7 +31,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from helpsteer_jax import distributed, sharding
-from helpsteer_jax.training import checkpoint, metrics_log
+from helpsteer_jax.training import checkpoint, metric_writers, metrics_log
 from helpsteer_jax.training.state import (TrainState, abstract_state, create_state,
                                           state_from_params, state_shardings)
 
@@ -77,10 +77,13 @@ class Run:
 
   @property
   def log(self) -> metrics_log.Logger:
-    """metrics.jsonl, TensorBoard and stderr; opened at first use (a run that fails while
-    reading its data leaves no empty logs behind)."""
+    """metrics.jsonl, `train.trackers` (TensorBoard, W&B) and stderr; opened at first use (a
+    run that fails while reading its data leaves no empty logs behind)."""
     if self._log is None:
-      self._log = metrics_log.Logger(self.workdir, enabled=self.is_main)
+      train = self.config.train
+      self._log = metrics_log.Logger(
+          self.workdir, enabled=self.is_main, trackers=train.trackers, progress=train.progress,
+          run_config=json.loads(self.config.to_json_best_effort()))
     return self._log
 
   def batch_sharding(self) -> Any:
@@ -153,11 +156,15 @@ class Run:
 def start(config: Any, workdir: str) -> Run:
   """jax.distributed (multi-host), the workdir with the run's config.json, mesh, rules, logs."""
   distributed.maybe_initialize()
+  is_main = jax.process_index() == 0
+  # A bad tracker name or a missing wandb fails now, not after the model has loaded.
+  if "wandb" in metric_writers.parse_trackers(config.train.trackers) and is_main:
+    metric_writers.import_wandb()
+    metric_writers.wandb_mode(config.train.wandb.mode)
   # epath, not pathlib: a local folder or a URL (gs://bucket/run on TPU VMs), which pathlib would
   # turn into a local folder gs:/bucket/run.
   workdir_p = epath.Path(workdir)
   workdir_p.mkdir(parents=True, exist_ok=True)
-  is_main = jax.process_index() == 0
   if is_main:
     (workdir_p / "config.json").write_text(config.to_json_best_effort(indent=2))
   mesh = make_mesh(config.mesh)
