@@ -86,7 +86,9 @@ def _compare(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str,
   field = "mean" if key == "rewardbench" else "accuracy"
   diff, noise, seed_verdict = compare.seed_difference([r[key][field] for r in a],
                                                       [r[key][field] for r in b])
-  head = f"{diff * 100:+.1f} (seeds {noise * 100:.1f}"
+  # With one seed a side there is no seed spread to show: the pairs interval alone decides.
+  head = (f"{diff * 100:+.1f} (one seed each" if len(a) == len(b) == 1
+          else f"{diff * 100:+.1f} (seeds {noise * 100:.1f}")
   ca = compare.seed_mean_correct([r[key]["correct"] for r in a])
   cb = compare.seed_mean_correct([r[key]["correct"] for r in b])
   if ca is None or cb is None:
