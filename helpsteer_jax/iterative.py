@@ -251,7 +251,15 @@ class Loop:
       d = self.workdir / f"round_{r}"
       summary_path = d / "summary.json"
       if summary_path.exists():
-        rounds.append(json.loads(summary_path.read_text()))
+        summary = json.loads(summary_path.read_text())
+        if lc.get("monitor") and summary.get("monitor_mean_on_generations") is None:
+          # A finished round rerun with loop.monitor set: the outside check is added to it from
+          # the round's stored generations (nothing else is redone).
+          gens = self._generations(d / "generations.jsonl", self.policy_source(r), n,
+                                   self.c.seed + 101 * r)
+          summary["monitor_mean_on_generations"] = self._monitor(d / "monitor.json", gens)
+          summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        rounds.append(summary)
         continue
       self.log(f"round {r}: policy {self.policy_source(r)}")
       gens = self._generations(d / "generations.jsonl", self.policy_source(r), n,

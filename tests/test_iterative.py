@@ -15,7 +15,7 @@ from flax import linen as nn
 
 from helpsteer_jax.export import export_hf
 from helpsteer_jax.iterative import Loop, sft_examples
-from helpsteer_jax.models import PRESETS, LlamaForCausalLM
+from helpsteer_jax.models import PRESETS, LlamaForCausalLM, LlamaRewardModel
 from word_tokenizer import word_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +84,35 @@ def test_two_self_rewarding_rounds(tmp_path, policy_dir):
   again = Loop(c, work).run()
   assert again["rounds"] == out["rounds"]
   assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+
+
+def test_monitor_added_to_finished_rounds_on_rerun(tmp_path, policy_dir):
+  """A loop run without an outside reward model, rerun with loop.monitor set: every finished
+  round gets the monitor's mean over its stored generations, and nothing else is redone."""
+  c = _config("self_rewarding")
+  c.loop.rounds = 1
+  c.policy.source = str(policy_dir)
+  c.prompts.spec = dict(format="prompts", path=str(_jsonl(tmp_path / "p.jsonl", [
+      {"prompt": f"w{20 + i} w{30 + i}"} for i in range(3)])))
+  work = tmp_path / "sr"
+  first = Loop(c, work).run()
+  assert first["rounds"][0]["monitor_mean_on_generations"] is None
+  tok = word_tokenizer(TINY.vocab_size, ("Score:", *(str(i) for i in range(10))))
+  params = nn.unbox(jax.jit(LlamaRewardModel(TINY, num_labels=1).init)(
+      jax.random.key(1), jnp.zeros((1, 4), jnp.int32)))["params"]
+  rm = export_hf(jax.device_get(params), TINY, tmp_path / "rm", task="reward", tokenizer=tok)
+  stamp = {p: p.stat().st_mtime_ns for p in work.rglob("*.jsonl")}
+  c.loop.monitor = str(rm)
+  again = Loop(c, work).run()
+  mon = json.loads((work / "round_0" / "monitor.json").read_text())
+  assert len(mon["scores"]) == 3 * c.loop.samples_per_prompt  # every stored generation scored
+  assert again["rounds"][0]["monitor_mean_on_generations"] == pytest.approx(
+      sum(mon["scores"]) / len(mon["scores"]))
+  assert json.loads((work / "round_0" / "summary.json").read_text()) == again["rounds"][0]
+  assert {k: v for k, v in again["rounds"][0].items() if k != "monitor_mean_on_generations"} == {
+      k: v for k, v in first["rounds"][0].items() if k != "monitor_mean_on_generations"}
+  assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # generations, judgments, pairs kept
+  assert again["final_monitor_mean"] is not None
 
 
 def test_one_spin_iteration(tmp_path, policy_dir):
