@@ -52,31 +52,45 @@ def judge_rows(results: Path) -> list[str]:
   return rows
 
 
+def _jsonl(path: Path) -> list:
+  return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
 def loop_section(kind: str, results: Path) -> list[str]:
   s = _load(kind, results)
   if s is None:
     return ["Not run yet."]
+  mon = _load(f"{kind}_monitor", results)
   out = [f"{s['prompts']} prompts; wall time {s['wall_seconds'] / 60:.1f} min.", "",
          "| round | pairs | skipped | judge score mean | judge score histogram | "
-         "DPO pair accuracy before → after | outside RM mean on the round's generations |",
-         "|---|---|---|---|---|---|---|"]
+         "DPO pair accuracy before → after |",
+         "|---|---|---|---|---|---|"]
   for r in s["rounds"]:
     js = r.get("judge_scores") or {}
     out.append(f"| {r['round']} | {r['pairs']} | {json.dumps(r['skipped'])} | "
                f"{_num(js.get('mean'))} | {json.dumps(js.get('histogram', '-'))} | "
-               f"{_pct(r.get('dpo_accuracy_before'))} → {_pct(r.get('dpo_accuracy_after'))} | "
-               f"{_num(r.get('monitor_mean_on_generations'), 3)} |")
-  out += ["", f"Outside reward model on the final policy's generations: "
-          f"{_num(s.get('final_monitor_mean'), 3)} (round 0's generations are the starting "
-          "policy's)." if s.get("final_monitor_mean") is not None else
-          "Outside reward model: not applied yet (the fine-tuned reward model of "
-          "projects/finetune_small part 2 did not exist when this ran)."]
-  if s.get("generations_shown"):
-    out += ["", "Generations (first response to the first prompts; monitor = the outside reward "
-            "model's score):", ""]
-    for g in s["generations_shown"]:
-      out.append(f"- *{g['stage']}*, prompt: {_clip(g['prompt'], 120)!r} → "
-                 f"{_clip(g['response'])!r} (monitor {_num(g['monitor'], 3)})")
+               f"{_pct(r.get('dpo_accuracy_before'))} → {_pct(r.get('dpo_accuracy_after'))} |")
+  out.append("")
+  if mon is None:
+    out.append("Outside reward model: not applied yet (the best fine-tuned reward model of "
+               "projects/finetune_small part 2 does not exist yet; `python -m "
+               "projects.judges_small.run --stage monitor` scores the committed generations "
+               "once it does).")
+  else:
+    out += [f"Outside reward model `{mon['monitor']}` (not optimised by the loop) on every "
+            "generation of each policy (round_0 = the starting policy, round_r = after r "
+            "rounds, final = after the last):", "",
+            "| policy | generations | unscored | mean outside reward |", "|---|---|---|---|"]
+    for stage, v in mon["by_stage"].items():
+      out.append(f"| {stage} | {v['n']} | {v['unscored']} | {v['mean']:.3f} |")
+  gens = [g for g in _jsonl(results / f"{kind}_generations.jsonl")
+          if g["stage"] in ("round_0", "final") and g["prompt_index"] < 2 and g["sample"] == 0]
+  if gens:
+    out += ["", "Generations (the first sample for the first two prompts, starting and final "
+            "policy):", ""]
+    for g in gens:
+      prompt = g["prompt"][-1]["content"] if isinstance(g["prompt"], list) else g["prompt"]
+      out.append(f"- *{g['stage']}*, prompt {_clip(prompt, 120)!r} → {_clip(g['response'])!r}")
   return out
 
 

@@ -14,10 +14,11 @@ a child process (so SIGTERM reaches it and a rerun resumes):
   the same rows, so the two scorers are compared on identical pairs;
 - `self_rewarding`, `spin`: `helpsteer-iterative` with experiments/self_rewarding.py:smollm2 and
   experiments/spin.py:smollm2 (two rounds each, 32 HelpSteer training prompts);
-- `monitor`: the loops rerun with `loop.monitor` = the best fine-tuned scalar reward model of
-  projects/finetune_small (its part 2 export, results/part2/export_check.json), which scores each
-  round's generations and the final policy's: the outside check of improvement. Skipped, and said
-  so in the report, until that model exists.
+- `monitor`: every generation of both loops (each round's policy and the final one, committed as
+  results/KIND_generations.jsonl) scored by `helpsteer-score` with the best fine-tuned scalar
+  reward model of projects/finetune_small (its part 2 export, results/part2/export_check.json, or
+  --monitor): the outside check of improvement. Skipped, and said so in the report, until that
+  model exists; since the generations are committed it can run in any later session.
 
 Everything goes to --workdir; the result files the report reads are copied to results/ beside this
 file, and the report is REPORT.md.
@@ -32,6 +33,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
+
+import numpy as np
 
 from benchmarks import machine
 from helpsteer_jax.training.configs import SHARED_DATA
@@ -89,23 +93,42 @@ def judge_stages(workdir: Path, data_dir: Path, names: tuple[str, ...]) -> None:
             "--output", str(out), "--no-progress", *extra], out)
 
 
-def loop_stages(workdir: Path, monitor: str | None) -> None:
+def loop_stages(workdir: Path) -> None:
   for kind in LOOPS:
     out = workdir / kind
-    summary = out / "summary.json"
-    if summary.exists():
-      s = json.loads(summary.read_text())
-      if not monitor or s.get("final_monitor_mean") is not None:
-        continue
-    log(f"{kind} -> {out}" + (f" (monitor {monitor})" if monitor else ""))
-    cmd = [sys.executable, "-m", "helpsteer_jax.iterative",
-           f"--config={REPO / 'experiments' / f'{kind}.py'}:smollm2", f"--workdir={out}"]
-    if monitor:
-      cmd.append(f"--config.loop.monitor={monitor}")
-    _child(cmd, out)
+    if (out / "summary.json").exists():
+      continue
+    log(f"{kind} -> {out}")
+    _child([sys.executable, "-m", "helpsteer_jax.iterative",
+            f"--config={REPO / 'experiments' / f'{kind}.py'}:smollm2", f"--workdir={out}"], out)
 
 
-def default_monitor() -> str | None:
+def monitor_stage(workdir: Path, results: Path, monitor: Optional[str]) -> None:
+  """Scores every committed generation of both loops (results/KIND_generations.jsonl: each
+  round's policy and the final one) with the outside reward model, through `helpsteer-score`.
+  The generations are committed, so this runs whenever the model exists, in any later session."""
+  if monitor is None:
+    log("monitor: no outside reward model yet (finetune_small part 2's export); skipped")
+    return
+  for kind in LOOPS:
+    gens, out = results / f"{kind}_generations.jsonl", results / f"{kind}_monitor.json"
+    if not gens.exists() or (out.exists() and json.loads(out.read_text())["monitor"] == monitor):
+      continue
+    scored = workdir / f"{kind}_monitor" / "scored.jsonl"
+    log(f"monitor {kind}: {monitor}")
+    _child([sys.executable, "-m", "helpsteer_jax.score", "--model", monitor, "--input", str(gens),
+            "--output", str(scored)], scored.parent)
+    by_stage: dict[str, list[float]] = {}
+    for row in _jsonl(scored):
+      by_stage.setdefault(row["stage"], []).append(
+          float("nan") if row["reward"] is None else float(row["reward"]))
+    out.write_text(json.dumps({"monitor": monitor, "by_stage": {
+        k: {"mean": float(np.nanmean(np.asarray(v, np.float64))), "n": len(v),
+            "unscored": int(np.isnan(np.asarray(v, np.float64)).sum()), "scores": v}
+        for k, v in by_stage.items()}}, indent=1) + "\n")
+
+
+def default_monitor() -> Optional[str]:
   """The best fine-tuned scalar reward model (finetune_small part 2's export), if it exists."""
   if not EXPORT_CHECK.exists():
     return None
@@ -118,8 +141,8 @@ def _jsonl(path: Path) -> list:
 
 
 def collect(workdir: Path, results: Path) -> None:
-  """Copies what the report needs: the judges' results.json, each loop's summaries, a few
-  generations of the first and last policy with their judge and monitor scores, wall times."""
+  """Copies what the report needs: the judges' results.json, each loop's summary and every
+  generation (per round and final), wall times and processors."""
   results.mkdir(parents=True, exist_ok=True)
   for name in ("judge_expected", "judge_sampled", "judge_expected_subset"):
     d = workdir / name
@@ -138,17 +161,14 @@ def collect(workdir: Path, results: Path) -> None:
     if not (d / "summary.json").exists():
       continue
     s = json.loads((d / "summary.json").read_text())
-    show = []
-    for stage in ("round_0", "final"):
-      gens = _jsonl(d / stage / "generations.jsonl")[:2]
-      mon = json.loads((d / stage / "monitor.json").read_text()) if (
-          d / stage / "monitor.json").exists() else None
-      n = len(gens[0]["responses"]) if gens else 0
-      for i, g in enumerate(gens):
-        show.append({"stage": stage, "prompt": g["prompt"][-1]["content"],
-                     "response": g["responses"][0],
-                     "monitor": mon["scores"][i * n] if mon else None})
-    s["generations_shown"] = show
+    flat = []
+    stages = sorted((p.name for p in d.glob("round_*")), key=lambda n: int(n.split("_")[1]))
+    for stage in stages + ["final"]:
+      for i, g in enumerate(_jsonl(d / stage / "generations.jsonl")):
+        flat += [{"stage": stage, "prompt_index": i, "sample": j, "prompt": g["prompt"],
+                  "response": r} for j, r in enumerate(g["responses"])]
+    with open(results / f"{kind}_generations.jsonl", "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in flat)
     s["wall_seconds"] = sum(x["wall_s"] for x in _jsonl(d / "segments.jsonl"))
     s["processors"] = sorted({x["processor"] for x in _jsonl(d / "segments.jsonl")})
     (results / f"{kind}.json").write_text(json.dumps(s, indent=1) + "\n")
@@ -156,7 +176,7 @@ def collect(workdir: Path, results: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ap.add_argument("--stage", choices=("all", "judges", "loops", "report"), default="all")
+  ap.add_argument("--stage", choices=("all", "judges", "loops", "monitor", "report"), default="all")
   ap.add_argument("--workdir", type=Path, default=WORKDIR)
   ap.add_argument("--data-dir", type=Path, default=SHARED_DATA)
   ap.add_argument("--monitor", default=None,
@@ -169,10 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     # the subset comparison first (minutes), the loops, then every head500 row (the longest)
     judge_stages(args.workdir, args.data_dir, ("judge_expected_subset", "judge_sampled"))
   if args.stage in ("all", "loops"):
-    loop_stages(args.workdir, args.monitor or default_monitor())
+    loop_stages(args.workdir)
+  if args.workdir.is_dir():
+    collect(args.workdir, RESULTS)
+  if args.stage in ("all", "monitor"):
+    monitor_stage(args.workdir, RESULTS, args.monitor or default_monitor())
   if args.stage in ("all", "judges"):
     judge_stages(args.workdir, args.data_dir, ("judge_expected",))
-  if args.workdir.is_dir():
     collect(args.workdir, RESULTS)
   from projects.judges_small import report  # pylint: disable=g-import-not-at-top
   report.build()
