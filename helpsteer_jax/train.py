@@ -151,8 +151,10 @@ def train(config, workdir: str) -> dict[str, Any]:
   # --- the loop
   batch_log = ((job.workdir / "batches.jsonl").open("a", encoding="utf-8")
                if config.train.record_batches and job.is_main else None)
-  meter = metrics_log.Throughput(built.config, peak_flops=config.train.peak_flops_per_device,
-                                 num_devices=jax.device_count())
+  meter = metrics_log.Throughput(
+      built.config, peak_flops=config.train.peak_flops_per_device, num_devices=jax.device_count(),
+      num_labels=int(config.model.num_labels) if task.reward_head else built.config.vocab_size,
+      extra_forwards=task.reference_forwards)  # LoRA's reference (adapters off) is a pass too
   step = int(state.step)
   try:
     with job.loop():

@@ -19,11 +19,21 @@ def _config(arg):
   return mod.get_config(arg)
 
 
-def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokenizer):
+def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokenizer,
+                                                        monkeypatch):
   del smollm2_tokenizer
   from helpsteer_jax.runs import load_model
+  from helpsteer_jax.training import metrics_log
   from helpsteer_jax.training.checkpoint import restore_params
   from helpsteer_jax.train import train
+  meters = []  # the trainer's throughput meter, to check what its MFU counts
+
+  class Recording(metrics_log.Throughput):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      meters.append(self)
+
+  monkeypatch.setattr(metrics_log, "Throughput", Recording)
   c = _config("tiny")
   c.data.max_length = 160  # the shortest pairs: 49k-word logits dominate the cost
   c.data.pad_to_multiple_of = 160  # one batch shape, one compile
@@ -35,6 +45,11 @@ def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokeniz
   c.mesh.data = 1
   c.train.steps = 3  # warm-up step (LR 0) + 2 updates
   out = train(c, str(tmp_path))
+  # MFU counts the LM head (the vocabulary-wide matmul) and the reference's forward pass.
+  (meter,) = meters
+  flops_per_token = metrics_log.train_flops_per_token(meter.cfg, 160, meter.cfg.vocab_size)
+  meter.add({"attention_mask": np.ones((1, 160), np.int32)})
+  assert meter._flops == pytest.approx(160 * flops_per_token * 4 / 3, rel=1e-12)
   before, after = out["eval_before"], out["eval_after"]
   assert before["accuracy"] == 0.0 and before["loss"] == pytest.approx(np.log(2), abs=1e-5)
   assert after["accuracy"] >= 0.75 and after["loss"] < before["loss"]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from etils import epath
 
 from helpsteer_jax.training import metric_writers, metrics_log
 
@@ -24,8 +25,8 @@ def load_config(name: str, arg: str = "tiny"):
   return mod.get_config(arg)
 
 
-def wandb_history(run_dir: Path) -> dict[int, dict[str, float]]:
-  """{step: {key: value}} of an offline run's .wandb file: W&B's 7-byte header (":W&B", magic,
+def wandb_records(run_dir: Path):
+  """The records of an offline run's .wandb file, in order: W&B's 7-byte header (":W&B", magic,
   version), then LevelDB's log format: 32 KiB blocks of chunks, each crc32c (4 bytes), length
   (2, little-endian), type (1: whole, 2/3/4: first/middle/last part) and data; a block's last
   < 7 bytes are padding. Each reassembled record is a wandb_internal_pb2.Record."""
@@ -33,7 +34,6 @@ def wandb_history(run_dir: Path) -> dict[int, dict[str, float]]:
   (path,) = run_dir.glob("run-*.wandb")
   data = path.read_bytes()
   assert data[:4] == b":W&B"
-  history: dict[int, dict[str, float]] = {}
   pos, block, buf = 7, 32768, b""
   while pos + 7 <= len(data):
     if block - pos % block < 7:
@@ -46,11 +46,17 @@ def wandb_history(run_dir: Path) -> dict[int, dict[str, float]]:
       record = wandb_internal_pb2.Record()
       record.ParseFromString(buf)
       buf = b""
-      if record.WhichOneof("record_type") == "history":
-        row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
-               for i in record.history.item}
-        history[record.history.step.num] = {k: v for k, v in row.items()
-                                            if not k.startswith("_")}
+      yield record
+
+
+def wandb_history(run_dir: Path) -> dict[int, dict[str, float]]:
+  """{step: {key: value}} of an offline run's history records."""
+  history: dict[int, dict[str, float]] = {}
+  for record in wandb_records(run_dir):
+    if record.WhichOneof("record_type") == "history":
+      row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+             for i in record.history.item}
+      history[record.history.step.num] = {k: v for k, v in row.items() if not k.startswith("_")}
   return history
 
 
@@ -121,6 +127,33 @@ def test_disabled_logger_writes_nothing(tmp_path, capsys):
   log.close()
   assert not (tmp_path / "run").exists()
   assert capsys.readouterr().err == ""
+
+
+def test_crashed_run_is_marked_failed_in_wandb(tmp_path, monkeypatch):
+  """The trainers' loop context closes W&B with exit code 1 when its body raises (a crash, ^C),
+  0 when it returns; before, every run was closed as finished."""
+  pytest.importorskip("wandb")
+  from helpsteer_jax.training import trainer
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  c = load_config("scaled_bt")
+  c.train.trackers = "wandb"
+  exit_codes = {}
+  for name, fail in (("ok", False), ("crash", True)):
+    (tmp_path / name).mkdir()
+    run = trainer.Run(config=c, workdir=epath.Path(tmp_path / name), is_main=True,
+                      mesh=trainer.make_mesh({"data": 1}), rules=())
+    run.log.text("started")  # opens the W&B run, as a trainer's first message does
+    try:
+      with run.loop():
+        run.log.scalars(1, {"loss": 1.0})
+        if fail:
+          raise RuntimeError("boom")
+    except RuntimeError:
+      pass
+    (folder,) = (tmp_path / name / "wandb").glob("offline-run-*")
+    (exit_codes[name],) = [r.exit.exit_code for r in wandb_records(folder)
+                           if r.WhichOneof("record_type") == "exit"]
+  assert exit_codes == {"ok": 0, "crash": 1}
 
 
 def test_reward_model_run_logs_to_tensorboard_and_wandb_and_resumes_the_run(

@@ -29,7 +29,8 @@ class MetricWriter(Protocol):
 
   def flush(self) -> None: ...
 
-  def close(self) -> None: ...
+  def close(self, exit_code: int = 0) -> None:
+    """`exit_code` non-zero: the run failed (trackers that record it, W&B, mark it so)."""
 
 
 class JsonlWriter:
@@ -63,7 +64,8 @@ class JsonlWriter:
     else:
       self._path.write_text("".join(self._rows))
 
-  def close(self) -> None:
+  def close(self, exit_code: int = 0) -> None:
+    del exit_code
     if self._file is not None:
       self._file.close()
 
@@ -83,7 +85,8 @@ class TensorBoardWriter:
   def flush(self) -> None:
     self._writer.flush()
 
-  def close(self) -> None:
+  def close(self, exit_code: int = 0) -> None:
+    del exit_code
     self._writer.close()
 
 
@@ -136,8 +139,8 @@ class WandbWriter:
   def flush(self) -> None:
     pass  # wandb streams each row itself
 
-  def close(self) -> None:
-    self._run.finish()
+  def close(self, exit_code: int = 0) -> None:
+    self._run.finish(exit_code=exit_code)  # non-zero: the run shows as failed, not finished
 
 
 # (workdir, the run's config as a dict) -> writer

@@ -31,11 +31,17 @@ def train_flops_per_token(cfg: LlamaConfig, seq_len: int, num_labels: int = 1) -
 
 
 class Throughput:
-  """Real (non-padding) tokens per second and MFU between two reads."""
+  """Real (non-padding) tokens per second and MFU between two reads.
+
+  `num_labels`: the width of the model's last matmul (1 for a BT head, the vocabulary for a
+  causal LM, whose head is the largest single matmul of a small model); `extra_forwards`: forward
+  passes per token besides the trained one (DPO's reference log-probs: 1).
+  """
 
   def __init__(self, cfg: LlamaConfig, *, peak_flops: float, num_devices: int,
-               num_labels: int = 1):
+               num_labels: int = 1, extra_forwards: int = 0):
     self.cfg, self.peak, self.devices, self.labels = cfg, peak_flops, num_devices, num_labels
+    self._scale = 1.0 + extra_forwards / 3.0  # a forward is a third of forward + backward
     self._t = time.perf_counter()
     self._tokens = self._padded = 0
     self._flops = 0.0
@@ -46,7 +52,7 @@ class Throughput:
     real = int(mask.sum())
     self._tokens += real
     self._padded += mask.size
-    self._flops += real * train_flops_per_token(self.cfg, seq_len, self.labels)
+    self._flops += real * train_flops_per_token(self.cfg, seq_len, self.labels) * self._scale
 
   def read(self) -> dict[str, float]:
     now = time.perf_counter()
@@ -129,8 +135,9 @@ class Logger:
                                          if k in metrics), refresh=False)
     self._bar.update(step - self._bar.n)
 
-  def close(self) -> None:
+  def close(self, exit_code: int = 0) -> None:
+    """Closes the bar and the trackers; `exit_code` non-zero marks a failed run (W&B)."""
     if self._bar is not None:
       self._bar.close()
     for w in self._writers:
-      w.close()
+      w.close(exit_code)

@@ -35,6 +35,7 @@ class Task:
   frozen: str | None = None  # a parameter subtree the optimiser never updates
   reward_head: bool = True  # the trained model ends in a reward head (else: a causal LM)
   trained_subtree: tuple[str, ...] = ()  # where the trained model sits in the saved params
+  reference_forwards: int = 0  # forward passes of a reference model per step (FLOPs, MFU)
 
 
 def _pairwise(config: Any, model: Any) -> Objective:
@@ -70,7 +71,7 @@ TASKS: Mapping[str, Task] = {
     "dpo": Task(
         name="dpo", title="DPO", losses=losses.DPO_LOSSES, build_model=model_setup.dpo_model,
         objective=_dpo, eval_objective=_dpo, batches="pairs", response_mask=True,
-        frozen="ref", reward_head=False, trained_subtree=("policy",)),
+        frozen="ref", reward_head=False, trained_subtree=("policy",), reference_forwards=1),
 }
 
 

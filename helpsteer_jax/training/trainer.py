@@ -118,15 +118,17 @@ class Run:
   def loop(self) -> Iterator[None]:
     """The loop's context: mesh and logical rules set, SIGTERM watched; closes everything."""
     self._preempted = checkpoint.PreemptionFlag().install()
+    exit_code = 1  # unless the loop's body returns: an exception, KeyboardInterrupt, SystemExit
     try:
       with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
         yield
+      exit_code = 0
     finally:
       self._preempted.uninstall()
       if self.ckpt is not None:
         self.ckpt.close()
       if self._log is not None:
-        self._log.close()
+        self._log.close(exit_code)  # a crashed run shows as failed in W&B, not finished
 
   def checkpoint(self, step: int, state: TrainState, data_state: dict[str, Any]) -> bool:
     """After a step: the periodic save, and on SIGTERM (agreed by every host) a last save.
