@@ -25,6 +25,8 @@ def loop_workdir(tmp_path):
              "judge_scores": {"unscorable": 0, "histogram": {"3": 4, "4": 2}, "mean": 3.33},
              "dpo_accuracy_before": 0.5, "dpo_accuracy_after": 1.0,
              "monitor_mean_on_generations": None} for r in range(2)]
+  for r in rounds:
+    (d / f"round_{r['round']}" / "summary.json").write_text(json.dumps(r))
   (d / "summary.json").write_text(json.dumps({"kind": "self_rewarding", "rounds": rounds,
                                               "prompts": 3, "final_monitor_mean": None}))
   _write(d / "segments.jsonl", [{"wall_s": 60.0, "exit": 0, "processor": "cpu X"},
@@ -77,3 +79,22 @@ def test_monitor_stage_without_a_model_changes_nothing(loop_workdir, tmp_path):
   run.monitor_stage(loop_workdir, results, None)
   assert not (results / "self_rewarding_monitor.json").exists()
   assert "not applied yet" in report.build(results, tmp_path / "REPORT.md")
+
+
+def test_collect_keeps_the_finished_rounds_of_a_stopped_loop(loop_workdir, tmp_path):
+  """Stopped in round 1 (no loop summary, no round_1 summary): round 0's summary and
+  generations are kept and the report says the loop stopped; the unfinished round is not."""
+  d = loop_workdir / "self_rewarding"
+  (d / "summary.json").unlink()
+  (d / "round_1" / "summary.json").unlink()
+  (d / "final" / "generations.jsonl").unlink()
+  results = tmp_path / "results"
+  run.collect(loop_workdir, results)
+  s = json.loads((results / "self_rewarding.json").read_text())
+  assert not s["complete"] and [r["round"] for r in s["rounds"]] == [0] and s["prompts"] == 3
+  flat = [json.loads(l) for l in (results / "self_rewarding_generations.jsonl").read_text()
+          .splitlines()]
+  assert {r["stage"] for r in flat} == {"round_0"} and len(flat) == 6
+  text = report.build(results, tmp_path / "REPORT.md")
+  assert "Stopped after 1 finished round(s)" in text and "| 0 | 2 |" in text
+  assert "| 1 | 2 |" not in text

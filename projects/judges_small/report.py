@@ -61,7 +61,10 @@ def loop_section(kind: str, results: Path) -> list[str]:
   if s is None:
     return ["Not run yet."]
   mon = _load(f"{kind}_monitor", results)
-  out = [f"{s['prompts']} prompts; wall time {s['wall_seconds'] / 60:.1f} min.", "",
+  state = ("" if s.get("complete", True) else
+           f" **Stopped after {len(s['rounds'])} finished round(s)**: the rows below are the "
+           "finished rounds; rerunning the launcher resumes the loop.")
+  out = [f"{s['prompts']} prompts; wall time {s['wall_seconds'] / 60:.1f} min.{state}", "",
          "| round | pairs | skipped | judge score mean | judge score histogram | "
          "DPO pair accuracy before → after |",
          "|---|---|---|---|---|---|"]

@@ -158,11 +158,18 @@ def collect(workdir: Path, results: Path) -> None:
       (results / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
   for kind in LOOPS:
     d = workdir / kind
-    if not (d / "summary.json").exists():
-      continue
-    s = json.loads((d / "summary.json").read_text())
-    flat = []
     stages = sorted((p.name for p in d.glob("round_*")), key=lambda n: int(n.split("_")[1]))
+    if (d / "summary.json").exists():
+      s = dict(json.loads((d / "summary.json").read_text()), complete=True)
+    else:  # stopped mid-loop: the finished rounds (a later run resumes and completes them)
+      done = [st for st in stages if (d / st / "summary.json").exists()]
+      if not done:
+        continue
+      s = {"kind": kind, "complete": False,
+           "rounds": [json.loads((d / st / "summary.json").read_text()) for st in done],
+           "prompts": len(_jsonl(d / done[0] / "generations.jsonl"))}
+      stages = done
+    flat = []
     for stage in stages + ["final"]:
       for i, g in enumerate(_jsonl(d / stage / "generations.jsonl")):
         flat += [{"stage": stage, "prompt_index": i, "sample": j, "prompt": g["prompt"],
