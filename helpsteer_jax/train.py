@@ -181,6 +181,7 @@ def train(config, workdir: str) -> dict[str, Any]:
         if job.checkpoint(step, state, data.train.state()):
           return {"step": step, "preempted": True}
       # --- the end
+      log.end_progress()
       job.save_final(step, state, data.train.state())
       final_eval = run_eval(step)
   finally:

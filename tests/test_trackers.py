@@ -174,6 +174,10 @@ def test_reward_model_run_logs_to_tensorboard_and_wandb_and_resumes_the_run(
     train(c, str(work))
   err = capsys.readouterr().err
   assert "train:" in err and "4/4" in err and "loss=" in err and "tokens_per_s=" in err
+  # The bar ends before the final evaluation: its rate and time are the loop's alone.
+  last_bar = max(i for i, l in enumerate(err.splitlines()) if l.startswith("train:"))
+  assert last_bar < err.splitlines().index(next(l for l in err.splitlines()
+                                                if l.startswith("eval @ step 4")))
   assert any((work / "tensorboard").iterdir())
   run_id = (work / "wandb_run_id").read_text().strip()
   runs = sorted((work / "wandb").glob("offline-run-*"))

@@ -135,9 +135,14 @@ class Logger:
                                          if k in metrics), refresh=False)
     self._bar.update(step - self._bar.n)
 
-  def close(self, exit_code: int = 0) -> None:
-    """Closes the bar and the trackers; `exit_code` non-zero marks a failed run (W&B)."""
+  def end_progress(self) -> None:
+    """Closes the bar (its last line: the loop's own rate and time, before a final evaluation)."""
     if self._bar is not None:
       self._bar.close()
+      self._bar = None
+
+  def close(self, exit_code: int = 0) -> None:
+    """Closes the bar and the trackers; `exit_code` non-zero marks a failed run (W&B)."""
+    self.end_progress()
     for w in self._writers:
       w.close(exit_code)
