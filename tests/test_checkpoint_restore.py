@@ -23,7 +23,7 @@ from etils.epath import testing as epath_testing
 
 from helpsteer_jax import sharding
 from helpsteer_jax.models import PRESETS, LlamaRewardModel
-from helpsteer_jax.training import checkpoint, metrics_log
+from helpsteer_jax.training import checkpoint, launch, metrics_log
 from helpsteer_jax.training.state import create_state, state_shardings
 
 
@@ -176,7 +176,6 @@ def test_trainer_accepts_a_gs_workdir(fake_gcs, monkeypatch, shared_data, smollm
   Checkpointer is handed the URL (checked) and writes to the bucket's local stand-in.
   """
   del shared_data, smollm2_tokenizer
-  import importlib.util  # pylint: disable=g-import-not-at-top
   from pathlib import Path  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.train import train  # pylint: disable=g-import-not-at-top
   given = []
@@ -188,10 +187,7 @@ def test_trainer_accepts_a_gs_workdir(fake_gcs, monkeypatch, shared_data, smollm
 
   monkeypatch.setattr(checkpoint, "Checkpointer", BucketCheckpointer)
   repo = Path(__file__).resolve().parents[1]
-  spec = importlib.util.spec_from_file_location("bt_cfg", repo / "experiments" / "bt.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  c = launch.load_config(f"{repo}/experiments/bt.py:tiny")
   c.train.steps = 2
   out = train(c, "gs://bucket/run")
   assert out["step"] == 2 and given == ["gs://bucket/run"]

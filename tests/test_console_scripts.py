@@ -56,3 +56,20 @@ def test_trainer_loads_a_config_from_any_folder(module, config, override, tmp_pa
   assert "USAGE" in out.stdout + out.stderr, out.stderr[-2000:]
   assert "Traceback" not in out.stderr and "No module named" not in out.stderr, out.stderr[-2000:]
   assert not (tmp_path / "run").exists()  # --helpshort parses and exits before any work
+
+
+def test_load_config_reads_file_and_arg_as_the_config_flag_does(tmp_path):
+  """launch.load_config("FILE[:ARG]"), for Python launchers: the same ConfigDict as
+  `--config FILE:ARG` gives the trainer, settable; a missing file names itself."""
+  from helpsteer_jax.training import launch
+  (tmp_path / "mine.py").write_text(
+      "import ml_collections\n"
+      "def get_config(arg='base'):\n"
+      "  return ml_collections.ConfigDict({'arg': arg, 'steps': 3})\n")
+  assert launch.load_config(tmp_path / "mine.py").arg == "base"
+  c = launch.load_config(f"{tmp_path / 'mine.py'}:smollm2,lora")
+  assert (c.arg, c.steps) == ("smollm2,lora", 3)
+  c.steps = 5  # unlocked, as get_config returns it
+  assert launch.load_config(f"{REPO}/experiments/scaled_bt.py:tiny").loss.name == "scaled_bt"
+  with pytest.raises(FileNotFoundError, match="nope.py"):
+    launch.load_config(f"{tmp_path / 'nope.py'}:tiny")

@@ -1,5 +1,4 @@
 """The default data ships with the package; a missing data file is named with its config key."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 from helpsteer_jax.data import DataError
 from helpsteer_jax.data import paths
 from helpsteer_jax.training.data_setup import build_data, check_paths
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ("bt", "margin_bt", "scaled_bt", "regression", "scaled_bt_from_regression", "dpo",
@@ -15,10 +15,7 @@ CONFIGS = ("bt", "margin_bt", "scaled_bt", "regression", "scaled_bt_from_regress
 
 
 def _config(name, arg):
-  spec = importlib.util.spec_from_file_location(f"{name}_cfg", REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/{name}.py:{arg}")
 
 
 def test_packaged_sample_with_its_attribution():

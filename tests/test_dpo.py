@@ -3,20 +3,17 @@
 At step 0 the policy equals the frozen reference, so every implicit reward is 0, the loss is
 log 2 and the (strict) accuracy 0; a few steps on the same pairs must rank most of them right.
 """
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(arg):
-  spec = importlib.util.spec_from_file_location("dpo_cfg", REPO / "experiments" / "dpo.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/dpo.py:{arg}")
 
 
 def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokenizer,

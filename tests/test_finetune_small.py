@@ -14,6 +14,7 @@ import pytest
 from helpsteer_jax.data import PairBatcher
 from helpsteer_jax.data.encoding import Encoded, EncodedPair
 from projects.finetune_small import report, run
+from helpsteer_jax.training import launch
 
 
 def _pairs(n: int) -> list[EncodedPair]:
@@ -181,13 +182,9 @@ def test_part3_results_and_report_come_from_the_rl_run(tmp_path, smollm2_tokeniz
   """A tiny RLHF run with evaluation and a monitor; run.rlhf copies its metrics and generations
   into part3.json and the report's part-3 table shows the run's evaluation metrics."""
   del smollm2_tokenizer
-  import importlib.util  # pylint: disable=g-import-not-at-top
   from helpsteer_jax.rlhf.train import train
   from projects.finetune_small.config import REPO
-  spec = importlib.util.spec_from_file_location("rcfg", REPO / "experiments" / "reinforce.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  c = launch.load_config(f"{REPO}/experiments/reinforce.py:tiny")
   c.train.steps = 3
   c.eval.update(every=2, max_prompts=8, monitors={"monitor": "tiny"})
   c.eval.prompts.split = "train"

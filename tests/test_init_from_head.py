@@ -5,7 +5,6 @@ run whose attributes do not start with helpfulness still hands over the right ou
 is a few synthetic rows in the HelpSteer ratings schema, written to tmp_path; the model is the
 tiny random preset with SmolLM2's tokenizer. Exact equality: lr=0 leaves the head untouched.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,16 +14,14 @@ import pytest
 
 from helpsteer_jax.train import train
 from helpsteer_jax.training.checkpoint import restore_params
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("correctness", "helpfulness", "coherence")  # helpfulness is column 1, not 0
 
 
 def _config(name: str, arg: str = "tiny") -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/{name}.py:{arg}")
 
 
 def _ratings_file(path: Path) -> str:

@@ -4,7 +4,6 @@ What must hold: every round writes its generations, (judgments,) pairs and a DPO
 chosen side is what the loop says it is (the higher judge score; the SFT response); round r + 1
 starts from round r's DPO policy; a rerun resumes without redoing finished stages.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,16 +16,14 @@ from helpsteer_jax.export import export_hf
 from helpsteer_jax.iterative import Loop, sft_examples
 from helpsteer_jax.models import PRESETS, LlamaForCausalLM, LlamaRewardModel
 from word_tokenizer import word_tokenizer
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = PRESETS["tiny"]
 
 
 def _config(name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config("tiny")
+  return launch.load_config(f"{REPO}/experiments/{name}.py:tiny")
 
 
 @pytest.fixture(scope="module")

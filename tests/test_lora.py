@@ -9,7 +9,6 @@ one, both ours, within 1e-6; transformers on the merged export against our unmer
 1e-5 (float32 through XLA and PyTorch, rewards of order 0.1 here).
 """
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from helpsteer_jax.train import train
 from helpsteer_jax.training.checkpoint import restore_params
 from helpsteer_jax.training.optimizer import make_optimizer, restrict, trainable_mask
 from helpsteer_jax.training.state import abstract_state
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["What is 2+2? The answer is 4.", "Name a colour. Blue is a colour; so is green.",
@@ -32,10 +32,7 @@ TEXTS = ["What is 2+2? The answer is 4.", "Name a colour. Blue is a colour; so i
 
 
 def _config(name: str, arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/{name}.py:{arg}")
 
 
 def _ids(tok):

@@ -19,6 +19,7 @@ import pytest
 from helpsteer_jax.data import DataError, load_preferences, mixture
 from helpsteer_jax.training.configs import HELPSTEER_SAMPLE_PATH
 from helpsteer_jax.training.data_setup import build_data
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,12 +92,8 @@ def test_column_mapping_reads_other_names_and_names_the_row_it_lacks(tmp_path):
 
 
 def test_mixture_config_builds_the_shares_and_reports_per_source(tmp_path, smollm2_tokenizer):
-  import importlib.util
   qa = _qa_file(tmp_path / "qa.jsonl")
-  spec = importlib.util.spec_from_file_location("mix_cfg", _config_file(tmp_path, qa))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config()
+  c = launch.load_config(_config_file(tmp_path, qa))
   data = build_data(c, smollm2_tokenizer)
   assert len(data.train.examples) == 40
   assert "mixture helpsteer: share 0.750 -> 30 of" in data.report
@@ -151,11 +148,7 @@ def test_mixture_run_resumes_exactly_after_sigkill(tmp_path):
 
 @pytest.mark.needs_data
 def test_the_small_studys_mix_as_a_config(shared_data, smollm2_tokenizer):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("mixture_cfg", REPO / "experiments" / "mixture.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("smollm2")
+  c = launch.load_config(f"{REPO}/experiments/mixture.py:smollm2")
   c.data.train = mod.mixture(data_dir=str(shared_data))
   data = build_data(c, smollm2_tokenizer)
   for name in ("helpsteer", "hh_helpful", "hh_harmless", "pandalm", "stack_exchange", "arena"):

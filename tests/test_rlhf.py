@@ -5,7 +5,6 @@ response tokens in ids 16..31" starts at about 16/256 = 0.0625 (the std of a ste
 8 prompts x 4 samples x 16 tokens is ~0.011). With LR 3e-3 it reaches ~0.6 after 30 steps at this
 seed; the test asks the mean of the last 5 steps to beat the first 5 by 0.2 (~18 noise stds).
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from helpsteer_jax.rlhf.generate import SamplingConfig
 from helpsteer_jax.rlhf.rewards import token_fraction_reward
 from helpsteer_jax.rlhf.train import Learner
 from helpsteer_jax.training.state import TrainState
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,10 +94,7 @@ def test_thirty_steps_raise_a_programmatic_reward():
 def test_tiny_config_runs_and_checkpoints(tmp_path, smollm2_tokenizer):
   del smollm2_tokenizer
   from helpsteer_jax.rlhf.train import train
-  spec = importlib.util.spec_from_file_location("reinforce_cfg", REPO / "experiments" / "reinforce.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  c = launch.load_config(f"{REPO}/experiments/reinforce.py:tiny")
   out = train(c, str(tmp_path))
   assert out["step"] == c.train.steps
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -114,10 +111,7 @@ def test_fixed_prompt_evaluation_with_a_monitor_reward_model(tmp_path, smollm2_t
   scored by the optimised reward model and by a monitor that is not optimised."""
   del smollm2_tokenizer
   from helpsteer_jax.rlhf.train import train
-  spec = importlib.util.spec_from_file_location("reinforce_cfg", REPO / "experiments" / "reinforce.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  c = launch.load_config(f"{REPO}/experiments/reinforce.py:tiny")
   c.eval.update(every=1, max_prompts=8, monitors={"other": "tiny"})
   c.eval.prompts.split = "train"  # short enough for the tiny config's 128-token prompt limit
   train(c, str(tmp_path))
@@ -249,11 +243,7 @@ def test_sigterm_saves_the_rl_run_and_a_restart_resumes(tmp_path, smollm2_tokeni
   import signal
   del smollm2_tokenizer
   from helpsteer_jax.rlhf.train import train
-  spec = importlib.util.spec_from_file_location("reinforce_cfg",
-                                                REPO / "experiments" / "reinforce.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  c = launch.load_config(f"{REPO}/experiments/reinforce.py:tiny")
   c.train.checkpoint_every = 0  # only the SIGTERM save and the final one
   base = token_fraction_reward(range(16, 32))
   calls = []

@@ -4,7 +4,6 @@ trainers on `:tiny` configs.
 W&B runs offline (no account, no network): its run folder's `run-<id>.wandb` is read back with
 W&B's own record protobuf, so the test sees what `wandb sync` would upload.
 """
-import importlib.util
 import io
 import json
 import sys
@@ -13,16 +12,13 @@ from pathlib import Path
 import pytest
 from etils import epath
 
-from helpsteer_jax.training import metric_writers, metrics_log
+from helpsteer_jax.training import launch, metric_writers, metrics_log
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str, arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/{name}.py:{arg}")
 
 
 def wandb_records(run_dir: Path):

@@ -6,7 +6,6 @@ end with parameters bitwise equal to an uninterrupted run (CPU); a workdir loade
 unscanned gives rewards within 1e-6 (XLA fuses the two layouts differently).
 """
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -20,15 +19,13 @@ import numpy as np
 import pytest
 
 from helpsteer_jax.train import train
+from helpsteer_jax.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_config_file(name: str, arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return launch.load_config(f"{REPO}/experiments/{name}.py:{arg}")
 
 
 @pytest.fixture(autouse=True)

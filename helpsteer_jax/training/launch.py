@@ -8,9 +8,12 @@ evaluate, export, expo) use argparse instead; see ARCHITECTURE.md.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from typing import Any, Callable
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -19,6 +22,22 @@ from helpsteer_jax.data.records import BAD_INPUT, error_line
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, logs and results go")
+
+
+def load_config(spec: str | os.PathLike) -> ml_collections.ConfigDict:
+  """`FILE[:ARG]` as `--config` reads it, for Python launchers and notebooks: the file's
+  `get_config(ARG)` (or `get_config()` without ARG), unlocked so that fields can be set.
+
+    c = load_config("experiments/scaled_bt.py:smollm2"); c.train.steps = 3; train(c, "w")
+  """
+  path, _, arg = str(spec).partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} (from {str(spec)!r}) does not exist")
+  name = "helpsteer_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def run(train: Callable[[Any, str], Any]) -> None:
