@@ -148,8 +148,9 @@ def test_mixture_run_resumes_exactly_after_sigkill(tmp_path):
 
 @pytest.mark.needs_data
 def test_the_small_studys_mix_as_a_config(shared_data, smollm2_tokenizer):
-  c = launch.load_config(f"{REPO}/experiments/mixture.py:smollm2")
-  c.data.train = mod.mixture(data_dir=str(shared_data))
+  from experiments import mixture  # pylint: disable=g-import-not-at-top
+  c = mixture.get_config("smollm2")
+  c.data.train = mixture.mixture(data_dir=str(shared_data))
   data = build_data(c, smollm2_tokenizer)
   for name in ("helpsteer", "hh_helpful", "hh_harmless", "pandalm", "stack_exchange", "arena"):
     assert f"mixture {name}: share" in data.report and f"train [{name}]" in data.report
