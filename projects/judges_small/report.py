@@ -52,6 +52,25 @@ def judge_rows(results: Path) -> list[str]:
   return rows
 
 
+def sampled_detail(results: Path) -> list[str]:
+  """Why sampled judgments went unscored, and a few of them as the judge wrote them."""
+  r = _load("judge_sampled", results)
+  if r is None:
+    return []
+  kinds = r.get("unscorable_judgments", {})
+  total = r["pairs"]["rows"] * 2 * r.get("judgments_per_response", 1)
+  out = ["", f"Sampled judgments: {total} ({r.get('judgments_per_response')} per response); "
+         "unscorable: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) +
+         " (missing: no `Score:` anywhere in the text; malformed: the last `Score:` without a "
+         "readable number, or out of another total; out of range: a number outside the rubric's "
+         "0-5). The first judgments of the first rows, clipped:",
+         ""]
+  for e in r.get("example_judgments", [])[:2]:
+    for j in e["judgments_chosen"][:2]:
+      out.append(f"- `{e['id']}` ({e['subset']}): {_clip(j, 240)!r}")
+  return out
+
+
 def _jsonl(path: Path) -> list:
   return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
 
@@ -118,7 +137,7 @@ def build(results: Path = RESULTS, out: Path = REPORT) -> str:
       "| scorer | rows | scored | ties | unscorable judgments | Chat | Chat Hard | pairs right "
       "| wall (min) |",
       "|---|---|---|---|---|---|---|---|---|",
-      *judge_rows(results), "",
+      *judge_rows(results), *sampled_detail(results), "",
       "Commands: `python -m helpsteer_jax.evaluate --model smollm2 --judge expected --data "
       "../shared/data/rewardbench_filtered_head500.jsonl --output DIR` (and `--judge sampled "
       "--judge-samples 3 --limit-per-subset 8`).", "",
