@@ -98,3 +98,21 @@ def test_collect_keeps_the_finished_rounds_of_a_stopped_loop(loop_workdir, tmp_p
   text = report.build(results, tmp_path / "REPORT.md")
   assert "Stopped after 1 finished round(s)" in text and "| 0 | 2 |" in text
   assert "| 1 | 2 |" not in text
+
+
+def test_report_counts_unscorable_sampled_judgments(tmp_path):
+  """The sampled scorer's row and the line under the table come from judge_sampled.json."""
+  results = tmp_path / "results"
+  results.mkdir()
+  (results / "judge_sampled.json").write_text(json.dumps({
+      "pairs": {"rows": 2, "scored": 1, "unscored": 1}, "ties": 0, "accuracy": 0.5,
+      "rewardbench": {"sections": {"Chat": 0.5, "Chat Hard": None}}, "wall_seconds": 120.0,
+      "judgments_per_response": 3,
+      "unscorable_judgments": {"missing": 4, "malformed": 1, "out_of_range": 0},
+      "example_judgments": [{"id": "7", "subset": "mt-bench-easy", "reward_chosen": 4.0,
+                             "reward_rejected": None,
+                             "judgments_chosen": ["Good.\nScore: 4", "Score: 4/5"]}]}))
+  text = report.build(results, tmp_path / "REPORT.md")
+  assert "| mean of sampled judgments, same rows | 2 | 1 | 0 | 5 | 50.0 | - | 50.0 | 2.0 |" in text
+  assert "Sampled judgments: 12 (3 per response); unscorable: malformed 1, missing 4" in text
+  assert "- `7` (mt-bench-easy): 'Good. Score: 4'" in text
