@@ -128,7 +128,7 @@ def test_disabled_logger_writes_nothing(tmp_path, capsys):
 def test_crashed_run_is_marked_failed_in_wandb(tmp_path, monkeypatch):
   """The trainers' loop context closes W&B with exit code 1 when its body raises (a crash, ^C),
   0 when it returns; before, every run was closed as finished."""
-  pytest.importorskip("wandb")
+  wandb = pytest.importorskip("wandb")
   from helpsteer_jax.training import trainer
   monkeypatch.delenv("WANDB_API_KEY", raising=False)
   c = load_config("scaled_bt")
@@ -146,6 +146,7 @@ def test_crashed_run_is_marked_failed_in_wandb(tmp_path, monkeypatch):
           raise RuntimeError("boom")
     except RuntimeError:
       pass
+    wandb.teardown()  # the service process writes the run's last records; wait for them
     (folder,) = (tmp_path / name / "wandb").glob("offline-run-*")
     (exit_codes[name],) = [r.exit.exit_code for r in wandb_records(folder)
                            if r.WhichOneof("record_type") == "exit"]
