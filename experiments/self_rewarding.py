@@ -17,12 +17,9 @@ VARIANTS = ("tiny", "smollm2")
 
 def dpo_block(variant: str) -> ml_collections.ConfigDict:
   """The DPO run of each round: experiments/dpo.py's config for `variant`."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  from pathlib import Path
-  spec = importlib.util.spec_from_file_location("dpo_config", Path(__file__).with_name("dpo.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(variant)
+  from pathlib import Path  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.training import launch  # pylint: disable=g-import-not-at-top
+  return launch.load_config(f"{Path(__file__).with_name('dpo.py')}:{variant}")
 
 
 def base(kind: str, variant: str) -> ml_collections.ConfigDict:

@@ -8,7 +8,6 @@ evaluate, export, expo) use argparse instead; see ARCHITECTURE.md.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from typing import Any, Callable
@@ -30,14 +29,10 @@ def load_config(spec: str | os.PathLike) -> ml_collections.ConfigDict:
 
     c = load_config("experiments/scaled_bt.py:smollm2"); c.train.steps = 3; train(c, "w")
   """
-  path, _, arg = str(spec).partition(":")
-  if not os.path.isfile(path):
+  path = str(spec).partition(":")[0]
+  if not os.path.isfile(path):  # the flag's parser defers this error to the first field read
     raise FileNotFoundError(f"config file {path!r} (from {str(spec)!r}) does not exist")
-  name = "helpsteer_config_" + os.path.splitext(os.path.basename(path))[0]
-  module_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return config_flags.config_flags.ConfigFileFlagParser("config", lock_config=False).parse(str(spec))
 
 
 def run(train: Callable[[Any, str], Any]) -> None:
