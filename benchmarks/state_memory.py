@@ -23,7 +23,6 @@ args = ap.parse_args()
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-import importlib.util  # noqa: E402
 import math  # noqa: E402
 
 import jax  # noqa: E402
@@ -32,13 +31,11 @@ import jax.numpy as jnp  # noqa: E402
 from helpsteer_jax import sharding  # noqa: E402
 from helpsteer_jax.models import PRESETS, LlamaRewardModel  # noqa: E402
 from helpsteer_jax.training.optimizer import make_optimizer, restrict, trainable_mask  # noqa: E402
+from helpsteer_jax.training.launch import load_config  # noqa: E402
 from helpsteer_jax.training.state import abstract_state, state_shardings  # noqa: E402
 
-path, _, variant = args.config.partition(":")
-spec = importlib.util.spec_from_file_location("cfg", path)
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-config = mod.get_config(variant)
+variant = args.config.partition(":")[2]
+config = load_config(args.config)
 mesh_shape = dict(config.mesh)
 if args.mesh:
   mesh_shape = {k: int(v) for k, v in (kv.split("=") for kv in args.mesh.split(","))}

@@ -205,3 +205,19 @@ def test_part3_results_and_report_come_from_the_rl_run(tmp_path, smollm2_tokeniz
     assert (f"| {e['step']} | {e['reward_mean']:.3f} | {e['monitor_monitor_mean']:.3f} | "
             f"{e['kl']:.3f} |") in text
   assert "`regression_helpfulness`, seed 1" in text and (tmp_path / "fig" / "rlhf.png").exists()
+
+
+def test_part3_config_reads_part2_export_and_the_shared_data_folder(tmp_path, monkeypatch):
+  """rl_config.py as run.rlhf passes it to the RL trainer: the reward model and monitor are part
+  2's exports, the prompt files lie in the shared data folder (a str setting, joined as a path)."""
+  from projects.finetune_small.config import DATA, REPO, RLHF
+  (tmp_path / "export_check.json").write_text(json.dumps(
+      {"directory": "/models/best", "variant": "bt",
+       "monitor": {"variant": "regression_helpfulness", "seed": 1, "directory": "/models/mon"}}))
+  c = launch.load_config(f"{REPO}/projects/finetune_small/rl_config.py:{tmp_path}")
+  from helpsteer_jax.training.configs import SHARED_DATA
+  assert c.reward.source == "/models/best"
+  assert dict(c.eval.monitors) == {"monitor": "/models/mon"}
+  assert c.data.prompts.path == f"{SHARED_DATA}/{RLHF['prompts_file']}"
+  assert c.eval.prompts.path == f"{SHARED_DATA}/{DATA['hs_file']}"
+  assert (c.train.steps, c.rl.samples_per_prompt) == (RLHF["steps"], RLHF["k"])

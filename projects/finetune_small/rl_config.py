@@ -11,29 +11,22 @@ evaluation prompts: the held-out HelpSteer prompts (held out from every reward m
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from helpsteer_jax.training.configs import SHARED_DATA
+from helpsteer_jax.training.launch import load_config
 from projects.finetune_small.config import DATA, REPO, RESULTS, RLHF
-
-
-def _reinforce_config(arg: str):
-  spec = importlib.util.spec_from_file_location("reinforce_config",
-                                                REPO / "experiments" / "reinforce.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
 
 
 def get_config(arg: str = ""):
   results = Path(arg) if arg else RESULTS / "part2"
-  c = _reinforce_config("smollm2")
+  shared = Path(SHARED_DATA)  # a str (configs.py): `$HELPSTEER_SHARED_DATA` or ../shared/data
+  c = load_config(f"{REPO / 'experiments' / 'reinforce.py'}:smollm2")
   check = json.loads((results / "export_check.json").read_text())
   c.reward.source = check["directory"]
   c.seed = RLHF["seed"]
-  c.data.prompts = dict(format="hh_rlhf", path=str(SHARED_DATA / RLHF["prompts_file"]),
+  c.data.prompts = dict(format="hh_rlhf", path=str(shared / RLHF["prompts_file"]),
                         split="train", validation_fraction=0.1, skip_invalid=True)
   c.data.max_prompts = RLHF["max_prompts"]
   c.data.max_prompt_length = RLHF["max_prompt_length"]
@@ -43,7 +36,7 @@ def get_config(arg: str = ""):
   c.optim.update(lr=RLHF["lr"])
   c.train.update(steps=RLHF["steps"], checkpoint_every=RLHF["checkpoint_every"], log_every=1)
   c.eval.update(every=RLHF["eval_every"], max_prompts=RLHF["eval_prompts"],
-                prompts=dict(format="helpsteer_ratings", path=str(SHARED_DATA / DATA["hs_file"]),
+                prompts=dict(format="helpsteer_ratings", path=str(shared / DATA["hs_file"]),
                              split="validation",
                              validation_fraction=DATA["hs_validation_fraction"]),
                 monitors={"monitor": check["monitor"]["directory"]})
