@@ -219,6 +219,10 @@ def sweep(study: Study, results: Path) -> dict[str, float]:
       t0 = time.time()
       loss = next(v[2] for v in VARIANTS if v[0] == family)
       top, curve = study.train(loss, kind, study.fresh_top(0, labels), lr, epochs, seed=0)
+      seconds = time.time() - t0
+      save_top(_sweep_top(study, family, lr), top)
+      _sweep_top(study, family, lr).with_suffix(".json").write_text(
+          json.dumps({"curve": curve, "train_seconds": round(seconds, 1)}) + "\n")
       dev = study.evaluate(top, ("hs_dev",))["hs_dev"]["accuracy"]
       done["runs"].append({"family": family, "lr": lr, "dev_accuracy": dev,
                            "final_loss": curve[-1]["loss"], "seconds": round(time.time() - t0)})
@@ -234,9 +238,15 @@ def sweep(study: Study, results: Path) -> dict[str, float]:
   return chosen
 
 
+def _sweep_top(study: Study, family: str, lr: float) -> Path:
+  return study.workdir / "tops" / "sweep" / f"{family}_lr{lr:g}.npz"
+
+
 def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
                   ) -> None:
-  """Trains and evaluates one variant and seed (first the variant it starts from, if needed)."""
+  """Trains and evaluates one variant and seed (first the variant it starts from, if needed).
+  A sweep family's own variant at seed 0 is the sweep's run at the chosen rate (the same call:
+  loss, fresh seed-0 head, rate, epochs, seed), so its trained top is taken from the sweep."""
   _, _, loss, init, epochs = next(v for v in VARIANTS if v[0] == name)
   out = results / f"{name}_seed{seed}.json"
   top_path = study.workdir / "tops" / f"{name}_seed{seed}.npz"
@@ -249,10 +259,17 @@ def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str,
   else:
     start = study.fresh_top(seed, labels)
   lr = lrs[LR_FAMILY[name]]
-  study.log(f"training {name} seed {seed} (lr {lr}, {epochs} epoch(s))")
-  t0 = time.time()
-  top, curve = study.train(loss, kind, start, lr, epochs, seed)
-  seconds = time.time() - t0
+  swept = _sweep_top(study, name, lr)
+  if seed == 0 and init is None and LR_FAMILY[name] == name and swept.exists():
+    study.log(f"{name} seed 0 (lr {lr}) is the sweep's run: {swept}")
+    top = load_top(swept)
+    meta = json.loads(swept.with_suffix(".json").read_text())
+    curve, seconds = meta["curve"], meta["train_seconds"]
+  else:
+    study.log(f"training {name} seed {seed} (lr {lr}, {epochs} epoch(s))")
+    t0 = time.time()
+    top, curve = study.train(loss, kind, start, lr, epochs, seed)
+    seconds = time.time() - t0
   save_top(top_path, top)
   metrics = study.evaluate(top)
   out.parent.mkdir(parents=True, exist_ok=True)
