@@ -221,3 +221,40 @@ def test_part3_config_reads_part2_export_and_the_shared_data_folder(tmp_path, mo
   assert c.data.prompts.path == f"{SHARED_DATA}/{RLHF['prompts_file']}"
   assert c.eval.prompts.path == f"{SHARED_DATA}/{DATA['hs_file']}"
   assert (c.train.steps, c.rl.samples_per_prompt) == (RLHF["steps"], RLHF["k"])
+
+
+@pytest.mark.parametrize("loss,kind", [("scaled_bt", "pairs"), ("regression", "ratings")])
+def test_train_top_micro_batches_give_the_whole_batch_update(tmp_path, loss, kind):
+  """grad_accum splits each batch (the last one part filler) into micro-batches that fit in
+  memory; the trained top must be the whole-batch one (float32, 1e-5)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections
+  from helpsteer_jax.training.model_setup import fresh_head
+  from projects.finetune_small import frozen
+  _, _, _, (bcfg, tcfg, bottom, top) = _tiny_split(tmp_path)
+  rng = np.random.default_rng(2)
+  seqs = [rng.integers(1, 64, int(n)).astype(np.int32) for n in rng.integers(5, 60, 20)]
+  hidden = frozen.HiddenCache(tmp_path / "h", bcfg, bottom, batch_size=8)(seqs, log=None)
+  if kind == "pairs":  # 10 pairs with unequal strengths: batches of 4, 4 and 2 + filler
+    data = frozen.PairData(np.arange(0, 20, 2), np.arange(1, 20, 2),
+                           rng.uniform(0.5, 3.0, 10).astype(np.float32))
+  else:  # 20 rated responses, 5 attributes, some labels missing
+    data = frozen.RatingData(np.arange(20), rng.uniform(0, 4, (20, 5)).astype(np.float32),
+                             (rng.uniform(size=(20, 5)) > 0.2).astype(np.float32))
+    top = dict(top, score=fresh_head(rng, tcfg.hidden_size, 5))
+  optim = ml_collections.ConfigDict(dict(lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1,
+                                         warmup_steps=1, schedule="constant", decay_steps=0,
+                                         final_lr=0.0, grad_clip=1.0))
+  got = {}
+  for accum in (1, 2):
+    trained, curve = frozen.train_top(tcfg, top, loss, hidden, data, optim, epochs=2,
+                                      batch_size=4, seed=0, grad_accum=accum, log=None,
+                                      attributes=("helpfulness", "correctness", "coherence",
+                                                  "complexity", "verbosity"))
+    got[accum] = (trained, [c["loss"] for c in curve])
+  np.testing.assert_allclose(got[2][1], got[1][1], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(got[2][0]), jax.tree_util.tree_leaves(got[1][0])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="does not split into 3 micro-batches"):  # it is used
+    frozen.train_top(tcfg, top, loss, hidden, data, optim, epochs=1, batch_size=4, seed=0,
+                     grad_accum=3, log=None)

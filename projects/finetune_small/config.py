@@ -76,6 +76,10 @@ FROZEN = dict(
     dev_fraction=0.2,
     seeds=(0, 1),
     batch_size=8,  # pairs or rated responses per step
+    # ... accumulated over micro-batches of 2 (exact): at 2048 tokens a whole batch's attention
+    # backward (16 sequences x 9 heads x 2048^2 float32 scores per tensor) took 21.6 GB and was
+    # killed on this 24 GB machine.
+    grad_accum=4,
     precision="bf16",  # training compute; the cache and every evaluation are float32
     # AdamW, beta = (0.9, 0.98), a short linear warm-up, then constant (the paper's shape).
     optim=dict(b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.1, warmup_steps=3, schedule="constant",

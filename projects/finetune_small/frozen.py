@@ -29,6 +29,7 @@ from helpsteer_jax.models import split
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.training.objectives import pairwise_objective, regression_objective
 from helpsteer_jax.training.optimizer import make_optimizer
+from helpsteer_jax.training.step import loss_and_grads
 from projects.reproduce_small.features import FeatureCache
 
 PAD_MULTIPLE = 256  # padded lengths: one compiled shape per multiple (8 up to 2048 tokens)
@@ -128,9 +129,12 @@ def _pair_batch(hidden: Hidden, data: PairData, idx: np.ndarray, size: int) -> d
   seqs = np.stack([data.chosen[idx], data.rejected[idx]], 1).reshape(-1)
   h, mask = hidden.batch(seqs)
   weight = (np.arange(size) < real).astype(np.float32)
+  strength = data.strength[idx].astype(np.float32)
+  # Scaled BT divides by the batch's mean strength: the whole batch's, also in its micro-batches.
+  mean_strength = np.full(size, np.sum(weight * strength) / max(real, 1), np.float32)
   return {"input_ids": h.reshape(size, 2, *h.shape[1:]), "attention_mask":
-          mask.reshape(size, 2, -1), "strength": data.strength[idx].astype(np.float32),
-          "weight": weight}
+          mask.reshape(size, 2, -1), "strength": strength, "weight": weight,
+          "mean_strength": mean_strength}
 
 
 def _rating_batch(hidden: Hidden, data: RatingData, idx: np.ndarray, size: int) -> dict[str, Any]:
@@ -144,15 +148,17 @@ def _rating_batch(hidden: Hidden, data: RatingData, idx: np.ndarray, size: int) 
 
 def train_top(top_cfg: LlamaConfig, params: Any, loss: str, hidden: Hidden,
               data: PairData | RatingData, optim: Any, *, epochs: int, batch_size: int,
-              seed: int, attributes: tuple[str, ...] = ("helpfulness",),
+              seed: int, attributes: tuple[str, ...] = ("helpfulness",), grad_accum: int = 1,
               log: Callable[[str], None] | None = print) -> tuple[Any, list[dict[str, float]]]:
   """Trains a top (parameters `params`) for `epochs` over shuffled batches; returns the trained
-  parameters and the per-step losses. `optim` is an experiment config's `optim` block."""
+  parameters and the per-step losses. `optim` is an experiment config's `optim` block. Each
+  batch's gradient is accumulated over `grad_accum` micro-batches (the library's
+  `loss_and_grads`: the same update as the whole batch, with a fraction of its activations)."""
   pairs = isinstance(data, PairData)
   num_labels = int(np.shape(params["score"]["kernel"])[-1])
   lr = float(optim.lr)
   step, tx = _step(top_cfg, loss if pairs else "regression", tuple(attributes), num_labels,
-                   tuple(sorted((k, v) for k, v in optim.items() if k != "lr")))
+                   tuple(sorted((k, v) for k, v in optim.items() if k != "lr")), grad_accum)
 
   params = jax.tree_util.tree_map(jnp.asarray, params)
   opt_state = tx.init(params)
@@ -175,7 +181,7 @@ def train_top(top_cfg: LlamaConfig, params: Any, loss: str, hidden: Hidden,
 
 @functools.lru_cache(maxsize=None)
 def _step(top_cfg: LlamaConfig, loss: str, attributes: tuple[str, ...], num_labels: int,
-          optim_items: tuple[tuple[str, Any], ...]):
+          optim_items: tuple[tuple[str, Any], ...], grad_accum: int = 1):
   """The jitted train step of one (model, loss, optimiser) with the learning rate an argument,
   so every run and learning rate of a loss family shares its compiled shapes. The optimiser is
   built at lr 1 and its updates scaled by lr: AdamW's update (weight decay included) is linear
@@ -187,7 +193,7 @@ def _step(top_cfg: LlamaConfig, loss: str, attributes: tuple[str, ...], num_labe
 
   @jax.jit
   def step(p, opt_state, batch, lr):
-    (value, metrics), grads = jax.value_and_grad(objective, has_aux=True)(p, batch)
+    value, metrics, grads = loss_and_grads(objective, p, batch, grad_accum)
     updates, opt_state = tx.update(grads, opt_state, p)
     updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
     return optax.apply_updates(p, updates), opt_state, value, metrics

@@ -155,6 +155,7 @@ class Study:
     return frozen.train_top(self.train_cfg, top, loss,
                             self.hidden["helpsteer"], self.data(kind, "hs_train"), optim,
                             epochs=epochs, batch_size=FROZEN["batch_size"], seed=seed,
+                            grad_accum=FROZEN["grad_accum"],
                             attributes=attrs, log=self.log)
 
   def evaluate(self, top: dict[str, Any], sets: tuple[str, ...] = EVAL_SETS) -> dict[str, Any]:
