@@ -29,7 +29,7 @@ from helpsteer_jax.models import split
 from helpsteer_jax.models.config import LlamaConfig
 from helpsteer_jax.training.objectives import pairwise_objective, regression_objective
 from helpsteer_jax.training.optimizer import make_optimizer
-from helpsteer_jax.training.step import loss_and_grads
+from helpsteer_jax.training.step import COUNT_KEY, loss_and_grads
 from projects.reproduce_small.features import FeatureCache
 
 PAD_MULTIPLE = 256  # padded lengths: one compiled shape per multiple (8 up to 2048 tokens)
@@ -151,27 +151,44 @@ def train_top(top_cfg: LlamaConfig, params: Any, loss: str, hidden: Hidden,
               seed: int, attributes: tuple[str, ...] = ("helpfulness",), grad_accum: int = 1,
               log: Callable[[str], None] | None = print) -> tuple[Any, list[dict[str, float]]]:
   """Trains a top (parameters `params`) for `epochs` over shuffled batches; returns the trained
-  parameters and the per-step losses. `optim` is an experiment config's `optim` block. Each
-  batch's gradient is accumulated over `grad_accum` micro-batches (the library's
-  `loss_and_grads`: the same update as the whole batch, with a fraction of its activations)."""
+  parameters and the per-step losses. `optim` is an experiment config's `optim` block.
+
+  Each batch's gradient is accumulated over `grad_accum` micro-batches, weighted by their
+  example counts as the library's `loss_and_grads` does: the update is the whole batch's, with a
+  fraction of its activations. The batch is sorted by length before it is split and each
+  micro-batch is padded to its own longest sequence, not the batch's, which leaves the update
+  unchanged and skips most of the padding of a random batch."""
   pairs = isinstance(data, PairData)
+  if batch_size % grad_accum:
+    raise ValueError(f"batch of {batch_size} does not split into {grad_accum} micro-batches")
+  micro = batch_size // grad_accum
   num_labels = int(np.shape(params["score"]["kernel"])[-1])
   lr = float(optim.lr)
-  step, tx = _step(top_cfg, loss if pairs else "regression", tuple(attributes), num_labels,
-                   tuple(sorted((k, v) for k, v in optim.items() if k != "lr")), grad_accum)
+  grad_fn, apply_fn, tx = _step(top_cfg, loss if pairs else "regression", tuple(attributes),
+                                num_labels,
+                                tuple(sorted((k, v) for k, v in optim.items() if k != "lr")))
 
   params = jax.tree_util.tree_map(jnp.asarray, params)
   opt_state = tx.init(params)
   n = len(data.chosen) if pairs else len(data.index)
   make = _pair_batch if pairs else _rating_batch
+  size = ((lambda i: np.maximum(hidden.lengths(data.chosen[i]), hidden.lengths(data.rejected[i])))
+          if pairs else (lambda i: hidden.lengths(data.index[i])))
   curve = []
   t0 = time.perf_counter()
   for epoch in range(epochs):
     order = np.random.default_rng([seed, epoch]).permutation(n)
     for start in range(0, n, batch_size):
-      batch = make(hidden, data, order[start:start + batch_size], batch_size)
-      params, opt_state, value, _ = step(params, opt_state, batch, lr)
-      curve.append({"epoch": epoch, "loss": float(value),
+      idx = order[start:start + batch_size]
+      idx = idx[np.argsort(size(idx), kind="stable")]
+      total, value, acc = 0.0, 0.0, None
+      for m in range(0, len(idx), micro):  # the last batch's filler rows are not run
+        part_loss, count, grads = grad_fn(params, make(hidden, data, idx[m:m + micro], micro))
+        if float(count) > 0:  # (a micro-batch of ratings may have no label at all)
+          total, value = total + float(count), value + float(count) * float(part_loss)
+          acc = grads if acc is None else _add(acc, grads)
+      params, opt_state = apply_fn(params, opt_state, acc, total, lr)
+      curve.append({"epoch": epoch, "loss": value / total,
                     "seconds": round(time.perf_counter() - t0, 2)})
     if log is not None:
       log(f"  epoch {epoch + 1}/{epochs}: mean loss "
@@ -179,26 +196,38 @@ def train_top(top_cfg: LlamaConfig, params: Any, loss: str, hidden: Hidden,
   return jax.device_get(params), curve
 
 
+_add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
+
+
 @functools.lru_cache(maxsize=None)
 def _step(top_cfg: LlamaConfig, loss: str, attributes: tuple[str, ...], num_labels: int,
-          optim_items: tuple[tuple[str, Any], ...], grad_accum: int = 1):
-  """The jitted train step of one (model, loss, optimiser) with the learning rate an argument,
-  so every run and learning rate of a loss family shares its compiled shapes. The optimiser is
-  built at lr 1 and its updates scaled by lr: AdamW's update (weight decay included) is linear
-  in the learning rate, and clipping acts on the gradients before it."""
+          optim_items: tuple[tuple[str, Any], ...]):
+  """The jitted halves of one (model, loss, optimiser)'s train step: a micro-batch's loss, example
+  count and count-weighted gradient; and the update from the summed gradients divided by the
+  batch's count. The learning rate is an argument, so every run and learning rate of a loss
+  family shares its compiled shapes: the optimiser is built at lr 1 and its updates scaled by lr
+  (AdamW's update, weight decay included, is linear in the learning rate, and clipping acts on
+  the gradients before it)."""
   model = split.top_model(top_cfg, num_labels)
   objective = (regression_objective(model, attributes) if loss == "regression"
                else pairwise_objective(model, loss))
   tx = make_optimizer(ml_collections.ConfigDict(dict(optim_items, lr=1.0)))
 
   @jax.jit
-  def step(p, opt_state, batch, lr):
-    value, metrics, grads = loss_and_grads(objective, p, batch, grad_accum)
+  def grad_fn(p, batch):
+    value, metrics, grads = loss_and_grads(objective, p, batch)
+    count = metrics[COUNT_KEY].astype(jnp.float32)
+    return value, count, jax.tree_util.tree_map(lambda g: count * g.astype(jnp.float32), grads)
+
+  @jax.jit
+  def apply_fn(p, opt_state, summed, total, lr):
+    grads = jax.tree_util.tree_map(lambda g, x: (g / jnp.maximum(total, 1.0)).astype(x.dtype),
+                                   summed, p)
     updates, opt_state = tx.update(grads, opt_state, p)
     updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
-    return optax.apply_updates(p, updates), opt_state, value, metrics
+    return optax.apply_updates(p, updates), opt_state
 
-  return step, tx
+  return grad_fn, apply_fn, tx
 
 
 @functools.lru_cache(maxsize=None)

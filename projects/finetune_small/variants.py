@@ -248,15 +248,31 @@ def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str,
   """Trains and evaluates one variant and seed (first the variant it starts from, if needed).
   A sweep family's own variant at seed 0 is the sweep's run at the chosen rate (the same call:
   loss, fresh seed-0 head, rate, epochs, seed), so its trained top is taken from the sweep."""
-  _, _, loss, init, epochs = next(v for v in VARIANTS if v[0] == name)
   out = results / f"{name}_seed{seed}.json"
-  top_path = study.workdir / "tops" / f"{name}_seed{seed}.npz"
-  if out.exists() and top_path.exists():
+  if out.exists():  # evaluated (a committed result): its top is trained again only if needed
     return
+  top = ensure_top(study, results, lrs, name, seed)
+  metrics = study.evaluate(top)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  meta = json.loads(_top_path(study, name, seed).with_suffix(".json").read_text())
+  out.write_text(json.dumps({"variant": name, "seed": seed, **meta, "metrics": metrics}) + "\n")
+
+
+def _top_path(study: Study, name: str, seed: int) -> Path:
+  return study.workdir / "tops" / f"{name}_seed{seed}.npz"
+
+
+def ensure_top(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
+               ) -> dict[str, Any]:
+  """The trained top of a variant and seed: from this workdir, else trained (again: a later
+  session has the committed result but not the workdir) with what it starts from."""
+  _, _, loss, init, epochs = next(v for v in VARIANTS if v[0] == name)
+  top_path = _top_path(study, name, seed)
+  if top_path.exists():
+    return load_top(top_path)
   kind, labels = _kind_labels(loss)
   if init:
-    train_variant(study, results, lrs, init, seed)
-    start = load_top(study.workdir / "tops" / f"{init}_seed{seed}.npz")
+    start = ensure_top(study, results, lrs, init, seed)
   else:
     start = study.fresh_top(seed, labels)
   lr = lrs[LR_FAMILY[name]]
@@ -272,21 +288,29 @@ def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str,
     top, curve = study.train(loss, kind, start, lr, epochs, seed)
     seconds = time.time() - t0
   save_top(top_path, top)
-  metrics = study.evaluate(top)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"variant": name, "seed": seed, "loss": loss, "init": init, "lr": lr,
-                             "epochs": epochs, "train_seconds": round(seconds, 1),
-                             "top_layers": FROZEN["top_layers"], "curve": curve,
-                             "metrics": metrics}) + "\n")
+  top_path.with_suffix(".json").write_text(json.dumps(
+      {"loss": loss, "init": init, "lr": lr, "epochs": epochs, "train_seconds": round(seconds, 1),
+       "top_layers": FROZEN["top_layers"], "curve": curve}) + "\n")
+  return top
 
 
-def expo(study: Study, results: Path, seeds: tuple[int, ...]) -> None:
+def top_of(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
+           ) -> dict[str, Any]:
+  """ensure_top, and for ExPO its extrapolation with the alpha its result file chose."""
+  if name != EXPO["name"]:
+    return ensure_top(study, results, lrs, name, seed)
+  alpha = json.loads((results / f"{name}_seed{seed}.json").read_text())["alpha"]
+  return extrapolate(ensure_top(study, results, lrs, EXPO["init"], seed),
+                     ensure_top(study, results, lrs, EXPO["aligned"], seed), alpha)
+
+
+def expo(study: Study, results: Path, lrs: dict[str, float], seeds: tuple[int, ...]) -> None:
   for seed in seeds:
     out = results / f"{EXPO['name']}_seed{seed}.json"
     if out.exists():
       continue
-    aligned = load_top(study.workdir / "tops" / f"{EXPO['aligned']}_seed{seed}.npz")
-    init = load_top(study.workdir / "tops" / f"{EXPO['init']}_seed{seed}.npz")
+    aligned = ensure_top(study, results, lrs, EXPO["aligned"], seed)
+    init = ensure_top(study, results, lrs, EXPO["init"], seed)
     grid = {}
     for a in EXPO["alphas"]:
       grid[a] = study.evaluate(extrapolate(init, aligned, a), ("hs_dev",))["hs_dev"]["accuracy"]
@@ -298,7 +322,7 @@ def expo(study: Study, results: Path, seeds: tuple[int, ...]) -> None:
                                "metrics": study.evaluate(top)}) + "\n")
 
 
-def export_best(study: Study, results: Path, heldout_file: Path) -> None:
+def export_best(study: Study, results: Path, lrs: dict[str, float], heldout_file: Path) -> None:
   """The best variant on dev (mean over seeds), seed 0, joined with the bottom and exported as a
   Hugging Face reward model; its rewards from the library's evaluator and from transformers are
   compared with ours on the first EXPORT_CHECK["pairs"] held-out HelpSteer pairs."""
@@ -310,7 +334,7 @@ def export_best(study: Study, results: Path, heldout_file: Path) -> None:
     r = json.loads(path.read_text())
     dev.setdefault(r["variant"], []).append(r["metrics"]["hs_dev"]["accuracy"])
   name = sorted(dev, key=lambda k: (-float(np.mean(dev[k])), k))[0]
-  top = load_top(study.workdir / "tops" / f"{name}_seed0.npz")
+  top = top_of(study, results, lrs, name, 0)
   directory = study.workdir / "export" / name
   export_hf(split.join(study.bottom, top, study.cfg), study.cfg, directory, task="reward",
             tokenizer=study.tokenizer)
@@ -332,18 +356,19 @@ def export_best(study: Study, results: Path, heldout_file: Path) -> None:
   check["library_evaluator_max_abs_diff"] = float(np.max(np.abs(theirs - ours)))
   check["transformers"] = _transformers_rewards(directory, [study.sets.groups["helpsteer"]
                                                            .sequences[i] for i in seqs], ours)
-  check["monitor"] = export_monitor(study, dev, name)
+  check["monitor"] = export_monitor(study, results, lrs, dev, name)
   out.write_text(json.dumps(check, indent=1) + "\n")
 
 
-def export_monitor(study: Study, dev: dict[str, list[float]], best: str) -> dict[str, Any]:
+def export_monitor(study: Study, results: Path, lrs: dict[str, float], dev: dict[str, list[float]],
+                   best: str) -> dict[str, Any]:
   """A second reward model for part 3, which the policy is not optimised against: the best
   variant on dev of the other loss family (regression vs the BT family), seed 1."""
   family = lambda v: LR_FAMILY.get(v, LR_FAMILY.get(EXPO["aligned"]))
   others = [v for v in dev if family(v) != family(best)]
   name = sorted(others, key=lambda k: (-float(np.mean(dev[k])), k))[0]
   seed = max(FROZEN["seeds"])
-  top = load_top(study.workdir / "tops" / f"{name}_seed{seed}.npz")
+  top = top_of(study, results, lrs, name, seed)
   directory = study.workdir / "export" / f"monitor_{name}_seed{seed}"
   export_hf(split.join(study.bottom, top, study.cfg), study.cfg, directory, task="reward",
             tokenizer=study.tokenizer)
@@ -410,12 +435,13 @@ def run_part2(workdir: Path, data_dir: Path, results: Path, heldout_file: Path, 
     for seed in seeds:
       for v in (EXPO["aligned"], EXPO["init"]):
         train_variant(study, results, lrs, v, seed)
-    expo(study, results, seeds)
+    expo(study, results, lrs, seeds)
     return
   names = [only] if only else [v[0] for v in VARIANTS]
   for seed in seeds:
     for name in names:
       train_variant(study, results, lrs, name, seed)
+    if not only:  # while this seed's tops are in the workdir
+      expo(study, results, lrs, (seed,))
   if not only:
-    expo(study, results, seeds)
-    export_best(study, results, heldout_file)
+    export_best(study, results, lrs, heldout_file)
