@@ -258,3 +258,48 @@ def test_train_top_micro_batches_give_the_whole_batch_update(tmp_path, loss, kin
   with pytest.raises(ValueError, match="does not split into 3 micro-batches"):  # it is used
     frozen.train_top(tcfg, top, loss, hidden, data, optim, epochs=1, batch_size=4, seed=0,
                      grad_accum=3, log=None)
+
+
+class _StubStudy:
+  """variants.Study's interface without a model: a top is {"w": value}; training adds the seed
+  and the loss's rank to where it starts; evaluation reads w."""
+
+  def __init__(self, workdir):
+    self.workdir, self.trained, self.log = workdir / "part2", [], lambda msg: None
+
+  def fresh_top(self, seed, num_labels):
+    return {"w": np.float32(0.0)}
+
+  def train(self, loss, kind, top, lr, epochs, seed):
+    self.trained.append((loss, seed))
+    return {"w": np.float32(top["w"] + 1 + seed)}, [{"epoch": 0, "loss": 0.5, "seconds": 1.0}]
+
+  def evaluate(self, top, sets=("hs_dev",)):
+    return {name: {"accuracy": float(top["w"]), "correct": [1]} for name in sets}
+
+
+def test_part2_skips_committed_results_and_retrains_only_the_tops_a_later_stage_needs(tmp_path):
+  """A later session has the committed result files but not the workdir: finished variants are
+  not trained again; Scaled BT from regression and ExPO train again exactly the tops they need,
+  the start first."""
+  from projects.finetune_small import variants
+  from projects.finetune_small.config import EXPO
+  lrs = {"bt": 1e-4, "regression_helpfulness": 3e-5}
+  results = tmp_path / "results"
+  study = _StubStudy(tmp_path)
+  variants.train_variant(study, results, lrs, "scaled_bt_from_regression", 1)
+  assert study.trained == [("regression_helpfulness", 1), ("scaled_bt", 1)]  # start, then it
+  first = json.loads((results / "scaled_bt_from_regression_seed1.json").read_text())
+  assert first["init"] == "regression_helpfulness" and first["lr"] == 1e-4
+  assert first["metrics"]["hs_dev"]["accuracy"] == 4.0  # 0 + 2 (regression) + 2 (scaled BT)
+  later = _StubStudy(tmp_path / "later")  # a new workdir: no tops, the same results folder
+  variants.train_variant(later, results, lrs, "scaled_bt_from_regression", 1)
+  assert later.trained == []
+  variants.expo(later, results, lrs, (1,))
+  assert later.trained == [("regression_helpfulness", 1), ("scaled_bt", 1)]
+  chosen = json.loads((results / f"{EXPO['name']}_seed1.json").read_text())
+  # w(alpha) = aligned + alpha (aligned - init) = 4 + 2 alpha: the largest alpha of the grid.
+  assert chosen["alpha"] == max(EXPO["alphas"])
+  assert chosen["metrics"]["hs_dev"]["accuracy"] == 4.0 + 2 * max(EXPO["alphas"])
+  again = variants.top_of(_StubStudy(tmp_path / "third"), results, lrs, EXPO["name"], 1)
+  assert float(again["w"]) == 4.0 + 2 * max(EXPO["alphas"])

@@ -245,9 +245,7 @@ def _sweep_top(study: Study, family: str, lr: float) -> Path:
 
 def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
                   ) -> None:
-  """Trains and evaluates one variant and seed (first the variant it starts from, if needed).
-  A sweep family's own variant at seed 0 is the sweep's run at the chosen rate (the same call:
-  loss, fresh seed-0 head, rate, epochs, seed), so its trained top is taken from the sweep."""
+  """Trains (ensure_top) and evaluates one variant and seed, unless its result file exists."""
   out = results / f"{name}_seed{seed}.json"
   if out.exists():  # evaluated (a committed result): its top is trained again only if needed
     return
@@ -265,7 +263,9 @@ def _top_path(study: Study, name: str, seed: int) -> Path:
 def ensure_top(study: Study, results: Path, lrs: dict[str, float], name: str, seed: int
                ) -> dict[str, Any]:
   """The trained top of a variant and seed: from this workdir, else trained (again: a later
-  session has the committed result but not the workdir) with what it starts from."""
+  session has the committed result but not the workdir) with what it starts from. A sweep
+  family's own variant at seed 0 is the sweep's run at the chosen rate (the same call: loss,
+  fresh seed-0 head, rate, epochs, seed), so its top is taken from the sweep when kept."""
   _, _, loss, init, epochs = next(v for v in VARIANTS if v[0] == name)
   top_path = _top_path(study, name, seed)
   if top_path.exists():
@@ -327,8 +327,10 @@ def export_best(study: Study, results: Path, lrs: dict[str, float], heldout_file
   Hugging Face reward model; its rewards from the library's evaluator and from transformers are
   compared with ours on the first EXPORT_CHECK["pairs"] held-out HelpSteer pairs."""
   out = results / "export_check.json"
-  if out.exists():
-    return
+  if out.exists():  # done, unless this workdir lacks the exported directories (a later session)
+    done = json.loads(out.read_text())
+    if all(Path(d).is_dir() for d in (done["directory"], done["monitor"]["directory"])):
+      return
   dev: dict[str, list[float]] = {}
   for path in results.glob("*_seed*.json"):
     r = json.loads(path.read_text())
