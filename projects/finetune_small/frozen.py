@@ -129,12 +129,9 @@ def _pair_batch(hidden: Hidden, data: PairData, idx: np.ndarray, size: int) -> d
   seqs = np.stack([data.chosen[idx], data.rejected[idx]], 1).reshape(-1)
   h, mask = hidden.batch(seqs)
   weight = (np.arange(size) < real).astype(np.float32)
-  strength = data.strength[idx].astype(np.float32)
-  # Scaled BT divides by the batch's mean strength: the whole batch's, also in its micro-batches.
-  mean_strength = np.full(size, np.sum(weight * strength) / max(real, 1), np.float32)
   return {"input_ids": h.reshape(size, 2, *h.shape[1:]), "attention_mask":
-          mask.reshape(size, 2, -1), "strength": strength, "weight": weight,
-          "mean_strength": mean_strength}
+          mask.reshape(size, 2, -1), "strength": data.strength[idx].astype(np.float32),
+          "weight": weight}
 
 
 def _rating_batch(hidden: Hidden, data: RatingData, idx: np.ndarray, size: int) -> dict[str, Any]:
@@ -181,14 +178,13 @@ def train_top(top_cfg: LlamaConfig, params: Any, loss: str, hidden: Hidden,
     for start in range(0, n, batch_size):
       idx = order[start:start + batch_size]
       idx = idx[np.argsort(size(idx), kind="stable")]
-      total, value, acc = 0.0, 0.0, None
+      acc = None  # (count, count * loss, count * gradients) summed on the device
       for m in range(0, len(idx), micro):  # the last batch's filler rows are not run
-        part_loss, count, grads = grad_fn(params, make(hidden, data, idx[m:m + micro], micro))
-        if float(count) > 0:  # (a micro-batch of ratings may have no label at all)
-          total, value = total + float(count), value + float(count) * float(part_loss)
-          acc = grads if acc is None else _add(acc, grads)
-      params, opt_state = apply_fn(params, opt_state, acc, total, lr)
-      curve.append({"epoch": epoch, "loss": value / total,
+        part = grad_fn(params, make(hidden, data, idx[m:m + micro], micro))
+        acc = part if acc is None else _add(acc, part)
+      total, value, grads = acc
+      params, opt_state = apply_fn(params, opt_state, grads, total, lr)
+      curve.append({"epoch": epoch, "loss": float(value / jnp.maximum(total, 1.0)),
                     "seconds": round(time.perf_counter() - t0, 2)})
     if log is not None:
       log(f"  epoch {epoch + 1}/{epochs}: mean loss "
@@ -217,7 +213,9 @@ def _step(top_cfg: LlamaConfig, loss: str, attributes: tuple[str, ...], num_labe
   def grad_fn(p, batch):
     value, metrics, grads = loss_and_grads(objective, p, batch)
     count = metrics[COUNT_KEY].astype(jnp.float32)
-    return value, count, jax.tree_util.tree_map(lambda g: count * g.astype(jnp.float32), grads)
+    # A micro-batch without a label (ratings) has count 0, loss and gradients 0 (safe division).
+    return count, count * value, jax.tree_util.tree_map(lambda g: count * g.astype(jnp.float32),
+                                                        grads)
 
   @jax.jit
   def apply_fn(p, opt_state, summed, total, lr):

@@ -180,8 +180,11 @@ class Study:
     return out
 
 
-def save_top(path: Path, top: dict[str, Any]) -> None:
+def save_top(path: Path, top: dict[str, Any], meta: dict[str, Any]) -> None:
+  """The top's parameters (`path`, written last: its presence means both are whole) and how it
+  was trained (`path` with .json)."""
   path.parent.mkdir(parents=True, exist_ok=True)
+  path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
   tmp = path.with_suffix(".tmp.npz")
   np.savez(tmp, **{"/".join(p): np.asarray(v) for p, v in convert.flatten(top)})
   tmp.rename(path)
@@ -221,9 +224,8 @@ def sweep(study: Study, results: Path) -> dict[str, float]:
       loss = next(v[2] for v in VARIANTS if v[0] == family)
       top, curve = study.train(loss, kind, study.fresh_top(0, labels), lr, epochs, seed=0)
       seconds = time.time() - t0
-      save_top(_sweep_top(study, family, lr), top)
-      _sweep_top(study, family, lr).with_suffix(".json").write_text(
-          json.dumps({"curve": curve, "train_seconds": round(seconds, 1)}) + "\n")
+      save_top(_sweep_top(study, family, lr), top,
+               {"curve": curve, "train_seconds": round(seconds, 1)})
       dev = study.evaluate(top, ("hs_dev",))["hs_dev"]["accuracy"]
       done["runs"].append({"family": family, "lr": lr, "dev_accuracy": dev,
                            "final_loss": curve[-1]["loss"], "seconds": round(time.time() - t0)})
@@ -287,10 +289,9 @@ def ensure_top(study: Study, results: Path, lrs: dict[str, float], name: str, se
     t0 = time.time()
     top, curve = study.train(loss, kind, start, lr, epochs, seed)
     seconds = time.time() - t0
-  save_top(top_path, top)
-  top_path.with_suffix(".json").write_text(json.dumps(
-      {"loss": loss, "init": init, "lr": lr, "epochs": epochs, "train_seconds": round(seconds, 1),
-       "top_layers": FROZEN["top_layers"], "curve": curve}) + "\n")
+  save_top(top_path, top, {"loss": loss, "init": init, "lr": lr, "epochs": epochs,
+                           "train_seconds": round(seconds, 1),
+                           "top_layers": FROZEN["top_layers"], "curve": curve})
   return top
 
 
@@ -316,7 +317,6 @@ def expo(study: Study, results: Path, lrs: dict[str, float], seeds: tuple[int, .
       grid[a] = study.evaluate(extrapolate(init, aligned, a), ("hs_dev",))["hs_dev"]["accuracy"]
     alpha = sorted(grid, key=lambda a: (-grid[a], a))[0]
     top = extrapolate(init, aligned, alpha)
-    save_top(study.workdir / "tops" / f"{EXPO['name']}_seed{seed}.npz", top)
     out.write_text(json.dumps({"variant": EXPO["name"], "seed": seed, "alpha": alpha,
                                "dev_accuracy_by_alpha": {str(k): v for k, v in grid.items()},
                                "metrics": study.evaluate(top)}) + "\n")
