@@ -275,7 +275,8 @@ class _StubStudy:
     return {"w": np.float32(top["w"] + 1 + seed)}, [{"epoch": 0, "loss": 0.5, "seconds": 1.0}]
 
   def evaluate(self, top, sets=("hs_dev",)):
-    return {name: {"accuracy": float(top["w"]), "correct": [1]} for name in sets}
+    return {name: {"accuracy": float(top["w"]), "log_loss": -float(top["w"]), "correct": [1]}
+            for name in sets}
 
 
 def test_part2_skips_committed_results_and_retrains_only_the_tops_a_later_stage_needs(tmp_path):
@@ -303,3 +304,69 @@ def test_part2_skips_committed_results_and_retrains_only_the_tops_a_later_stage_
   assert chosen["metrics"]["hs_dev"]["accuracy"] == 4.0 + 2 * max(EXPO["alphas"])
   again = variants.top_of(_StubStudy(tmp_path / "third"), results, lrs, EXPO["name"], 1)
   assert float(again["w"]) == 4.0 + 2 * max(EXPO["alphas"])
+
+
+def test_pair_log_loss_is_the_bt_negative_log_likelihood():
+  from projects.finetune_small.variants import pair_log_loss
+  chosen, rejected = np.array([2.0, 0.0, -1.0]), np.array([0.0, 0.0, 3.0])
+  # -log sigmoid(d) for d = 2, 0, -4, by hand: log(1 + e^-2), log 2, log(1 + e^4).
+  want = np.mean([np.log1p(np.exp(-2.0)), np.log(2.0), np.log1p(np.exp(4.0))])
+  assert pair_log_loss(chosen, rejected) == pytest.approx(want, rel=1e-12)
+  assert pair_log_loss(np.array([800.0]), np.array([0.0])) == 0.0  # no overflow
+  assert pair_log_loss(np.array([0.0]), np.array([800.0])) == pytest.approx(800.0)
+
+
+class _SweepStub(_StubStudy):
+  """A top is {"w": index of its learning rate in the grid}; dev accuracy and log-loss by index:
+  the first and last rates tie in accuracy, the last has the lower log-loss."""
+  ACCURACY, LOG_LOSS = (0.684, 0.632, 0.684), (0.69, 0.62, 0.55)
+
+  def train(self, loss, kind, top, lr, epochs, seed):
+    from projects.finetune_small.config import FROZEN
+    self.trained.append((loss, lr))
+    return {"w": np.float32(FROZEN["lr_grid"].index(lr))}, [{"epoch": 0, "loss": 0.5}]
+
+  def evaluate(self, top, sets=("hs_dev",)):
+    i = int(top["w"])
+    return {n: {"accuracy": self.ACCURACY[i], "log_loss": self.LOG_LOSS[i]} for n in sets}
+
+
+def test_sweep_breaks_accuracy_ties_by_dev_log_loss_and_fills_old_records_from_kept_tops(
+    tmp_path):
+  """An accuracy tie goes to the rate with the lower dev log-loss (not the smaller rate, the
+  first sweep's rule); records written before the log-loss existed get it from their kept tops
+  without training; a family with nothing recorded is trained."""
+  from projects.finetune_small import variants
+  from projects.finetune_small.config import FROZEN
+  grid = FROZEN["lr_grid"]
+  study, results = _SweepStub(tmp_path), tmp_path / "results"
+  results.mkdir()
+  old = [{"family": "bt", "lr": lr, "dev_accuracy": _SweepStub.ACCURACY[i], "final_loss": 0.5,
+          "seconds": 1} for i, lr in enumerate(grid)]
+  (results / "sweep.json").write_text(json.dumps({"runs": old, "chosen": {"bt": grid[0]}}))
+  for i, lr in enumerate(grid):
+    variants.save_top(variants._sweep_top(study, "bt", lr), {"w": np.float32(i)}, {})
+  chosen = variants.sweep(study, results)
+  assert study.trained == [("regression_helpfulness", lr) for lr in grid]  # bt: none
+  assert chosen == {"bt": grid[-1], "regression_helpfulness": grid[-1]}
+  done = json.loads((results / "sweep.json").read_text())
+  assert len(done["runs"]) == 2 * len(grid)
+  assert [r["dev_log_loss"] for r in done["runs"] if r["family"] == "bt"] == list(
+      _SweepStub.LOG_LOSS)
+  again = _SweepStub(tmp_path)  # everything recorded: nothing trained or evaluated again
+  assert variants.sweep(again, results) == chosen and again.trained == []
+
+
+def test_a_kept_top_trained_at_another_rate_is_trained_again(tmp_path):
+  """A top in the workdir from before the learning rate changed is not reused."""
+  from projects.finetune_small import variants
+  study, results = _StubStudy(tmp_path), tmp_path / "results"
+  path = variants._top_path(study, "scaled_bt", 1)
+  meta = {"loss": "scaled_bt", "init": None, "epochs": 1, "train_seconds": 1.0, "curve": []}
+  variants.save_top(path, {"w": np.float32(7.0)}, dict(meta, lr=1e-5))
+  top = variants.ensure_top(study, results, {"bt": 1e-4}, "scaled_bt", 1)
+  assert study.trained == [("scaled_bt", 1)] and float(top["w"]) == 2.0
+  assert json.loads(path.with_suffix(".json").read_text())["lr"] == 1e-4
+  same = _StubStudy(tmp_path)  # now at the study's rate: reused
+  assert float(variants.ensure_top(same, results, {"bt": 1e-4}, "scaled_bt", 1)["w"]) == 2.0
+  assert same.trained == []
