@@ -370,3 +370,59 @@ def test_a_kept_top_trained_at_another_rate_is_trained_again(tmp_path):
   same = _StubStudy(tmp_path)  # now at the study's rate: reused
   assert float(variants.ensure_top(same, results, {"bt": 1e-4}, "scaled_bt", 1)["w"]) == 2.0
   assert same.trained == []
+
+
+def _part2_metrics(rng, subsets, p):
+  from helpsteer_jax.evaluation import rewardbench  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name, n in (("hs_dev", 19), ("hs_validation", 50), ("mix_validation", 30)):
+    c = [int(x) for x in rng.random(n) < p]
+    out[name] = {"accuracy": float(np.mean(c)), "log_loss": 0.6, "correct": c}
+  c = [int(x) for x in rng.random(len(subsets)) < p]
+  s = rewardbench.summarize_correct(subsets, c)
+  out["rewardbench"] = {"accuracy": float(np.mean(c)), "correct": c, "sections": s["sections"],
+                        "mean": s["mean_of_present_sections"]}
+  return out
+
+
+def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_path,
+                                                                          monkeypatch):
+  """Part 2's result files (variants' shape: RewardBench subsets live in sets.json) against the
+  probe on the RewardBench rows the probe scored; the superseded result is cited from its file."""
+  from helpsteer_jax.evaluation import compare, rewardbench
+  rng = np.random.default_rng(3)
+  subsets = ["alpacaeval-easy"] * 30 + ["mt-bench-hard"] * 10
+  keep = [True] * 39 + [False]
+  (tmp_path / "part2" / "superseded").mkdir(parents=True)
+  (tmp_path / "rewardbench_probe_rows.json").write_text(json.dumps({"scored_by_probe": keep}))
+  (tmp_path / "part2" / "sets.json").write_text(json.dumps({"rb_subsets": subsets, "sizes": {}}))
+  (tmp_path / "part2" / "sweep.json").write_text(json.dumps(
+      {"runs": [{"family": "bt", "lr": 1e-4, "dev_accuracy": 0.7, "dev_log_loss": 0.6}],
+       "chosen": {"bt": 1e-4}}))
+  ours = []
+  for seed in (0, 1):
+    m = _part2_metrics(rng, subsets, 0.8)
+    ours.append(m)
+    (tmp_path / "part2" / f"bt_seed{seed}.json").write_text(json.dumps(
+        {"variant": "bt", "seed": seed, "lr": 1e-4, "train_seconds": 60.0, "top_layers": 4,
+         "curve": [{"loss": 0.5}], "metrics": m}))
+  old = {"variant": "bt", "seed": 0, "lr": 1e-5, "curve": [{"loss": 0.7}, {"loss": 0.6}],
+         "metrics": _part2_metrics(rng, subsets, 0.5)}
+  (tmp_path / "part2" / "superseded" / "bt_seed0_lr1e-05.json").write_text(json.dumps(old))
+  probe = []
+  for seed in (0, 1):
+    m = _part2_metrics(rng, [s for s, k in zip(subsets, keep) if k], 0.6)
+    probe.append({"seed": seed, "hs_validation": m["hs_validation"],
+                  "mix_validation": m["mix_validation"], "rewardbench": m["rewardbench"]})
+  monkeypatch.setattr(report, "load_probe_variant",
+                      lambda name, directory=None: probe if name == "bt" else [])
+  text = report.build(results=tmp_path, out=tmp_path / "REPORT.md", figures=tmp_path / "fig")
+  kept = [s for s, k in zip(subsets, keep) if k]
+  restricted = [rewardbench.summarize_correct(
+      kept, [c for c, k in zip(m["rewardbench"]["correct"], keep) if k])
+      ["mean_of_present_sections"] for m in ours]
+  diff, noise, _ = compare.seed_difference(restricted, [m["rewardbench"]["mean"] for m in probe])
+  assert f"{diff * 100:+.1f} (seeds {noise * 100:.1f}" in text
+  o = old["metrics"]
+  assert (f"scored {o['hs_validation']['accuracy'] * 100:.1f} on the held-out HelpSteer pairs"
+          in text) and "(mean step loss 0.650" in text

@@ -328,6 +328,10 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
   rb_subsets = sets.get("rb_subsets", rb_subsets)
   if rb_subsets and keep is None:
     keep = probe_rows(results, len(rb_subsets))
+  if rb_subsets:  # each row's subset (sets.json) beside its correctness, for _restrict
+    for rs in runs.values():
+      for r in rs:
+        r["rewardbench"] = dict(r["rewardbench"], subsets=rb_subsets)
   sweep = json.loads((results / "part2" / "sweep.json").read_text()) \
       if (results / "part2" / "sweep.json").exists() else None
   any_run = next(iter(runs.values()))[0]["_file"]
@@ -362,9 +366,21 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
     claims.append(row)
   check = json.loads((results / "part2" / "export_check.json").read_text()) \
       if (results / "part2" / "export_check.json").exists() else None
+  superseded = []  # results of settings the study no longer uses (kept: the report cites them)
+  for path in sorted((results / "part2" / "superseded").glob("*.json")):
+    r = json.loads(path.read_text())
+    m = r["metrics"]
+    superseded.append({"variant": r["variant"], "seed": r["seed"], "lr": r["lr"],
+                       "epoch_mean_loss": f"{np.mean([c['loss'] for c in r['curve']]):.3f}",
+                       "dev": f"{m['hs_dev']['accuracy'] * 100:.1f}",
+                       "hs": f"{m['hs_validation']['accuracy'] * 100:.1f}",
+                       "mix": f"{m['mix_validation']['accuracy'] * 100:.1f}",
+                       "chat": f"{m['rewardbench']['sections']['Chat'] * 100:.1f}",
+                       "chat_hard": f"{m['rewardbench']['sections']['Chat Hard'] * 100:.1f}"})
   train_minutes = sum(r["_file"].get("train_seconds", 0) for rs in runs.values() for r in rs) / 60
   return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
           "check": check, "top_layers": any_run.get("top_layers"), "train_minutes": train_minutes,
+          "superseded": superseded,
           "sets": sets,
           "sizes": {k: len(v["correct"]) for k, v in runs[next(iter(runs))][0].items()
                     if isinstance(v, dict) and "correct" in v}}
