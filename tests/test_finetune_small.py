@@ -395,16 +395,21 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   keep = [True] * 39 + [False]
   (tmp_path / "part2" / "superseded").mkdir(parents=True)
   (tmp_path / "rewardbench_probe_rows.json").write_text(json.dumps({"scored_by_probe": keep}))
-  (tmp_path / "part2" / "sets.json").write_text(json.dumps({"rb_subsets": subsets, "sizes": {}}))
+  (tmp_path / "part2" / "sets.json").write_text(json.dumps(
+      {"rb_subsets": subsets, "sizes": {}, "bottom_seconds": {"helpsteer": 1200, "mix": 600}}))
   (tmp_path / "part2" / "sweep.json").write_text(json.dumps(
-      {"runs": [{"family": "bt", "lr": 1e-4, "dev_accuracy": 0.7, "dev_log_loss": 0.6}],
-       "chosen": {"bt": 1e-4}}))
+      {"runs": [{"family": "bt", "lr": 1e-4, "dev_accuracy": 0.7, "dev_log_loss": 0.6,
+                 "seconds": 600}], "chosen": {"bt": 1e-4}}))
+  (tmp_path / "part2" / "export_check.json").write_text(json.dumps(
+      {"variant": "bt", "seed": 0, "pairs": 50, "tolerance": 1e-4,
+       "library_evaluator_max_abs_diff": 1e-7, "transformers": {"skipped": "no torch"}}))
   ours = []
   for seed in (0, 1):
     m = _part2_metrics(rng, subsets, 0.8)
     ours.append(m)
     (tmp_path / "part2" / f"bt_seed{seed}.json").write_text(json.dumps(
-        {"variant": "bt", "seed": seed, "lr": 1e-4, "train_seconds": 60.0, "top_layers": 4,
+        {"variant": "bt", "seed": seed, "lr": 1e-4, "train_seconds": 60.0 * (1 + seed),
+         "from_sweep": seed == 0, "eval_seconds": 60.0, "top_layers": 4,
          "curve": [{"loss": 0.5}], "metrics": m}))
   old = {"variant": "bt", "seed": 0, "lr": 1e-5, "curve": [{"loss": 0.7}, {"loss": 0.6}],
          "metrics": _part2_metrics(rng, subsets, 0.5)}
@@ -426,3 +431,8 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   o = old["metrics"]
   assert (f"scored {o['hs_validation']['accuracy'] * 100:.1f} on the held-out HelpSteer pairs"
           in text) and "(mean step loss 0.650" in text
+  # Time: bottom 30 min, sweep 10, training 2 (seed 1; seed 0 was the sweep's run), evaluation 2.
+  assert ("0.73 h: the bottom's cached output 30 min, the sweep 10 min, training 2 min, "
+          "evaluation 2 min.") in text
+  assert "--only bt --seed 0 --workdir W\n    # part 2's exported model from scratch: about " \
+         "32 min here (bottom 30, training 1, evaluation 1)" in text

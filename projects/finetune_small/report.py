@@ -18,8 +18,8 @@ import numpy as np
 
 from helpsteer_jax.evaluation import compare, rewardbench
 from helpsteer_jax.evaluation.plots import pyplot
-from projects.finetune_small.config import (BOOTSTRAP, DATA, FROZEN, HERE, LORA, PARITY, REPO,
-                                            REPORT, RESULTS, TEMPLATE, TRAINERS)
+from projects.finetune_small.config import (BOOTSTRAP, DATA, EXPO, FROZEN, HERE, LORA, PARITY,
+                                            REPO, REPORT, RESULTS, TEMPLATE, TRAINERS)
 
 PROBE_RESULTS = REPO / "projects" / "reproduce_small" / "results"
 LABELS = {"ours": "helpsteer_jax (`helpsteer_jax.train`)", "trl": "TRL `RewardTrainer`",
@@ -378,9 +378,30 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
                        "chat": f"{m['rewardbench']['sections']['Chat'] * 100:.1f}",
                        "chat_hard": f"{m['rewardbench']['sections']['Chat Hard'] * 100:.1f}"})
   train_minutes = sum(r["_file"].get("train_seconds", 0) for rs in runs.values() for r in rs) / 60
+  files = [r["_file"] for rs in runs.values() for r in rs]
+  minutes = {"bottom": sum(sets.get("bottom_seconds", {}).values()) / 60,
+             "sweep": sum(r.get("seconds", 0) for r in (sweep or {}).get("runs", [])) / 60,
+             "training": sum(f.get("train_seconds", 0) for f in files
+                             if not f.get("from_sweep")) / 60,  # a sweep run is counted once
+             "evaluation": sum(f.get("eval_seconds", 0) for f in files) / 60}
+  rebuild = None
+  if check:  # the exported variant, seed 0, from scratch (--only ... --workdir W)
+    seed0 = {n: rs[0]["_file"] for n, rs in runs.items() if rs[0]["seed"] == 0}
+
+    def chain(name: str) -> list[dict[str, Any]]:  # the tops its training needs
+      if name == EXPO["name"]:  # the aligned model, which starts from ExPO's init
+        return chain(EXPO["aligned"])
+      f = seed0.get(name, {})
+      return [f] + (chain(f["init"]) if f.get("init") else [])
+
+    rebuild = {"variant": check["variant"], "bottom": minutes["bottom"],
+               "training": sum(f.get("train_seconds", 0) for f in chain(check["variant"])) / 60,
+               "evaluation": seed0.get(check["variant"], {}).get("eval_seconds", 0) / 60}
   return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
           "check": check, "top_layers": any_run.get("top_layers"), "train_minutes": train_minutes,
-          "superseded": superseded,
+          "superseded": superseded, "minutes": minutes,
+          "hours": sum(minutes.values()) / 60, "rebuild": rebuild,
+          "unrecorded_eval": sum("eval_seconds" not in f for f in files),
           "sets": sets,
           "sizes": {k: len(v["correct"]) for k, v in runs[next(iter(runs))][0].items()
                     if isinstance(v, dict) and "correct" in v}}

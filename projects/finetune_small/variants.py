@@ -281,10 +281,13 @@ def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str,
   if out.exists():  # evaluated (a committed result): its top is trained again only if needed
     return
   top = ensure_top(study, results, lrs, name, seed)
+  t0 = time.time()
   metrics = study.evaluate(top)
   out.parent.mkdir(parents=True, exist_ok=True)
   meta = json.loads(_top_path(study, name, seed).with_suffix(".json").read_text())
-  out.write_text(json.dumps({"variant": name, "seed": seed, **meta, "metrics": metrics}) + "\n")
+  out.write_text(json.dumps({"variant": name, "seed": seed, **meta,
+                             "eval_seconds": round(time.time() - t0, 1), "metrics": metrics})
+                 + "\n")
 
 
 def _top_path(study: Study, name: str, seed: int) -> Path:
@@ -317,13 +320,15 @@ def ensure_top(study: Study, results: Path, lrs: dict[str, float], name: str, se
     top = load_top(swept)
     meta = json.loads(swept.with_suffix(".json").read_text())
     curve, seconds = meta["curve"], meta["train_seconds"]
+    from_sweep = True
   else:
     study.log(f"training {name} seed {seed} (lr {lr}, {epochs} epoch(s))")
+    from_sweep = False
     t0 = time.time()
     top, curve = study.train(loss, kind, start, lr, epochs, seed)
     seconds = time.time() - t0
   save_top(top_path, top, {"loss": loss, "init": init, "lr": lr, "epochs": epochs,
-                           "train_seconds": round(seconds, 1),
+                           "train_seconds": round(seconds, 1), "from_sweep": from_sweep,
                            "top_layers": FROZEN["top_layers"], "curve": curve})
   return top
 
@@ -345,18 +350,21 @@ def expo(study: Study, results: Path, lrs: dict[str, float], seeds: tuple[int, .
       continue
     aligned = ensure_top(study, results, lrs, EXPO["aligned"], seed)
     init = ensure_top(study, results, lrs, EXPO["init"], seed)
+    t0 = time.time()
     grid = {}
     for a in EXPO["alphas"]:
       grid[a] = study.evaluate(extrapolate(init, aligned, a), ("hs_dev",))["hs_dev"]
     # The sweep's rule: dev accuracy, then dev log-loss, then the smaller alpha.
     alpha = sorted(grid, key=lambda a: (-grid[a]["accuracy"], grid[a]["log_loss"], a))[0]
     top = extrapolate(init, aligned, alpha)
+    metrics = study.evaluate(top)
     out.write_text(json.dumps({"variant": EXPO["name"], "seed": seed, "alpha": alpha,
+                               "eval_seconds": round(time.time() - t0, 1),
                                "dev_accuracy_by_alpha": {str(k): v["accuracy"]
                                                          for k, v in grid.items()},
                                "dev_log_loss_by_alpha": {str(k): v["log_loss"]
                                                          for k, v in grid.items()},
-                               "metrics": study.evaluate(top)}) + "\n")
+                               "metrics": metrics}) + "\n")
 
 
 def export_best(study: Study, results: Path, lrs: dict[str, float], heldout_file: Path) -> None:
