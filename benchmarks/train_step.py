@@ -248,8 +248,10 @@ def _timed(fn) -> float:
   return time.perf_counter() - t0
 
 
-def _spawn(args: list[str]) -> dict:
+def _spawn(args: list[str], xla_flags: str | None = None) -> dict:
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  if xla_flags is not None:
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
   out = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
                        text=True, env=env, check=False)
   if out.returncode:
@@ -265,7 +267,10 @@ def main() -> None:
   ap.add_argument("--length", type=int, default=0, help="tokens (default 256 train, 512 score)")
   ap.add_argument("--steps", type=int, default=5, help="timed steps per round (after 1 warm-up)")
   ap.add_argument("--rounds", type=int, default=2)
-  ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS))
+  ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
+                  help="comma-separated; a JAX implementation may carry XLA flags after '@' "
+                  "(jax_fp32@--xla_cpu_prefer_vector_width=512, several separated by spaces), "
+                  "added to XLA_FLAGS in its child only, so flag settings compare side by side")
   ap.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = ap.parse_args()
   train = args.mode == "train"
@@ -285,13 +290,16 @@ def main() -> None:
   from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   impls = [i for i in args.impls.split(",") if i]
   for i in impls:
-    if i not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
-      sys.exit(f"unknown implementation {i!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
+    base, _, flags = i.partition("@")
+    if base not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
+      sys.exit(f"unknown implementation {base!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
+    if flags and base not in JAX_IMPLS:
+      sys.exit(f"{i!r}: XLA flags apply to the JAX implementations only")
   skip_trl = not train or importlib.util.find_spec("trl") is None
   if skip_trl and any(i in TRL_IMPLS for i in impls):
     print("note: TRL rows skipped (" + ("scoring mode" if not train else "trl is not installed:"
           " pip install --no-deps trl accelerate") + ")")
-    impls = [i for i in impls if i not in TRL_IMPLS]
+    impls = [i for i in impls if i.partition("@")[0] not in TRL_IMPLS]
   common = ["--mode", args.mode, "--batch", str(batch), "--length", str(length),
             "--steps", str(args.steps)]
   info = machine.describe()
@@ -302,7 +310,8 @@ def main() -> None:
   best: dict[str, dict] = {}
   for r in range(args.rounds):
     for impl in impls:
-      res = _spawn(["--child", impl, *common])
+      base, at, flags = impl.partition("@")
+      res = _spawn(["--child", base, *common], flags if at else None)
       med = statistics.median(res["step_s"])
       print(f"round {r}: {impl:15s} median step {med:.3f} s (compile/first {res['compile_s']:.1f}"
             f" s, peak {res['peak_rss_gib']:.2f} GiB)", flush=True)
@@ -318,7 +327,7 @@ def main() -> None:
   ref = best.get("torch_fp32")
   trl_ref = best.get("trl_defaults")
   rows = []
-  for impl in impls:
+  for n, impl in enumerate(impls):
     b = best[impl]
     tps = tokens / b["median_s"]
     gflops = tps * flops_per_token / 1e9
@@ -330,8 +339,12 @@ def main() -> None:
                      speedup_vs_torch_fp32=ratio, memory_vs_torch_fp32=mem,
                      speedup_vs_trl_defaults=vs_trl,
                      compile_s=b["compile_s"]))
-    print(f"{impl:15s} {b['median_s']:8.3f} {tps:9.1f} {gflops:8.1f} {gflops * 1e9 / peak:6.1%} "
+    label = impl if "@" not in impl else f"{impl.partition('@')[0]}@{n}"
+    print(f"{label:15s} {b['median_s']:8.3f} {tps:9.1f} {gflops:8.1f} {gflops * 1e9 / peak:6.1%} "
           f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f} {vs_trl:14.2f}")
+  for n, impl in enumerate(impls):
+    if "@" in impl:
+      print(f"  @{n}: XLA_FLAGS += {impl.partition('@')[2]}")
   print(json.dumps({"mode": args.mode, "batch": batch, "length": length, "peak_flops": peak,
                     "machine": info, "rows": rows}))
 
