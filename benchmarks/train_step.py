@@ -108,9 +108,19 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
   model = LlamaRewardModel(cfg, num_labels=1)
   rng = np.random.default_rng(0)
   params = nn.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))["params"])
+  # With several host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N, e.g. through
+  # an impl's "@" flags), the batch is split over them and the parameters replicated: data
+  # parallelism across the cores, each device's program on its own thread.
+  put_batch = put_state = lambda x: x
+  if jax.device_count() > 1:
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    put_batch = lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    put_state = lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+  params = put_state(params)
   if mode == "score":
-    ids = jnp.asarray(_tokens(rng, batch, length, cfg.vocab_size))
-    mask = jnp.ones_like(ids)
+    ids = put_batch(jnp.asarray(_tokens(rng, batch, length, cfg.vocab_size)))
+    mask = put_batch(jnp.ones_like(ids))
     fn = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m))
     run = lambda: fn(params, ids, mask).block_until_ready()
   else:
@@ -121,6 +131,7 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
                                      .reshape(batch, 2, length)),
             "attention_mask": jnp.ones((batch, 2, length), jnp.int32),
             "weight": jnp.ones((batch,), jnp.float32), "strength": jnp.ones((batch,), jnp.float32)}
+    state, data = put_state(state), put_batch(data)
     step = jax.jit(functools.partial(train_step, objective=pairwise_objective(model, "bt"), tx=tx),
                    donate_argnums=0)
     holder = [state]
