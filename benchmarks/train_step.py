@@ -21,6 +21,9 @@ Implementations:
   jax_fp32          our train_step (helpsteer_jax.training.step), float32, scan over layers
   jax_fp32_autodiff float32 with the projections' backward left to autodiff
                     (model.projection_vjp="autodiff"; not run by default)
+  jax_fp32_attn_autodiff  float32 with grouped attention's backward left to autodiff
+                    (model.attention_vjp="autodiff": two score-sized tensors kept per layer);
+                    jax_bf16_remat_attn_autodiff the same for bf16 + remat; not run by default
   jax_fp32_before   float32 as it was before issue 16: autodiff projections and
                     jax.nn.dot_product_attention's XLA path (attention_impl="xla"); not run by
                     default
@@ -55,7 +58,8 @@ import time
 import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_before", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
+JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff",
+             "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
              "jax_fp32_unrolled")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
@@ -77,6 +81,11 @@ def _config(impl: str):
     cfg = cfg.replace(projection_vjp="autodiff")
   elif impl == "jax_fp32_before":
     cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla")
+  elif impl == "jax_fp32_attn_autodiff":
+    cfg = cfg.replace(attention_vjp="autodiff")
+  elif impl == "jax_bf16_remat_attn_autodiff":
+    cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate", remat_policy="full",
+                      attention_vjp="autodiff")
   elif impl == "jax_fp32_remat":
     cfg = cfg.replace(remat_policy="full")
   elif impl == "jax_bf16_xladot":
@@ -92,7 +101,9 @@ def _tokens(rng, n: int, length: int, vocab: int):
   return rng.integers(3, vocab, size=(n, length), dtype="int32")
 
 
-def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+def build_jax(impl: str, mode: str, batch: int, length: int):
+  """(run, jitted, args): `run()` does one step and waits for it; `jitted.lower(*args)` is the
+  step's program (benchmarks/profile_step.py reads its compiled HLO)."""
   import functools  # pylint: disable=g-import-not-at-top
   import jax
   import jax.numpy as jnp
@@ -123,6 +134,7 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
     mask = put_batch(jnp.ones_like(ids))
     fn = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m))
     run = lambda: fn(params, ids, mask).block_until_ready()
+    return run, fn, (params, ids, mask)
   else:
     tx = optax.adamw(1e-5, b1=0.9, b2=0.98, weight_decay=0.1)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
@@ -139,6 +151,11 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
     def run():
       holder[0], metrics = step(holder[0], data)
       metrics["loss"].block_until_ready()
+    return run, step, (state, data)
+
+
+def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
+  run, _, _ = build_jax(impl, mode, batch, length)
   t0 = time.perf_counter()
   run()  # compile + first step
   compile_s = time.perf_counter() - t0

@@ -62,6 +62,10 @@ class LlamaConfig:
   # transposed activation copies (models/llama.projection_matmul); "autodiff" leaves the dot and
   # its transpose to JAX and XLA (slower on XLA:CPU: benchmarks/RESULTS.md). Same numbers.
   projection_vjp: str = "explicit"
+  # Backward pass of "grouped" attention: "recompute" saves the softmax's row statistics and
+  # recomputes the probabilities (no [B, heads, T, S] tensor kept per layer; llama.py); "autodiff"
+  # leaves it to JAX, which keeps two float32 score-sized tensors per layer. Same numbers.
+  attention_vjp: str = "recompute"
   # LoRA (models/lora.py): rank-r adapters beside the projections named in `lora_targets`,
   # y = x W + (alpha / r) x A B, with B zero at the start; rank 0 = no adapters. A runtime
   # option: the adapters are merged into W on export, so checkpoints out are plain Llama.
@@ -82,6 +86,8 @@ class LlamaConfig:
       raise ValueError(f"low_precision_dots={self.low_precision_dots!r}: 'xla' or 'f32_accumulate'")
     if self.attention_impl not in ("grouped", "xla", "cudnn", None):
       raise ValueError(f"attention_impl={self.attention_impl!r}: 'grouped', 'xla', 'cudnn' or None")
+    if self.attention_vjp not in ("recompute", "autodiff"):
+      raise ValueError(f"attention_vjp={self.attention_vjp!r}: 'recompute' or 'autodiff'")
     if self.projection_vjp not in ("explicit", "autodiff"):
       raise ValueError(f"projection_vjp={self.projection_vjp!r}: 'explicit' or 'autodiff'")
     targets = self.lora_targets

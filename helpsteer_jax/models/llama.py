@@ -229,30 +229,88 @@ def causal_padded_attention(q: Array, k: Array, v: Array, mask_b1tt: Array, scal
 
 
 def grouped_attention(q_bthd: Array, k_bskd: Array, v_bskd: Array, mask_b1ts: Array,
-                      scale: float) -> Array:
+                      scale: float, vjp: str = "recompute") -> Array:
   """Grouped-query attention as two batched dots in [batch, kv_heads, group * T, ...] layout.
 
   The same numbers as jax.nn.dot_product_attention's XLA path (softmax in float32, masked
-  scores at the float32 minimum), written so that neither the forward nor the autodiff backward
-  moves a [B, heads, T, S] score tensor between layouts: q is laid out once as
+  scores at the float32 minimum), written so that neither the forward nor the backward moves a
+  [B, heads, T, S] score tensor between layouts: q is laid out once as
   [B, kv_heads, group * T, head_dim] (a copy the size of q), the scores come out of the dot in
   the layout the softmax and the second dot read, and the mask broadcasts over the group axis.
   XLA's own path vmaps over the group and, on XLA:CPU, copies the scores, probabilities and
   their gradients transposed six times per layer (benchmarks/RESULTS.md).
+
+  The backward (_grouped_core's VJP) keeps no [T, S]-sized tensor from the forward: it saves
+  the softmax's row maximum and sum and recomputes the probabilities from q and k, as flash
+  attention does. Autodiff saved two float32 [B, heads, T, S] tensors per layer, which the layer
+  scan stacks for all layers (1.1 GB at 8 x 256 tokens on SmolLM2, zero-filled, then written
+  layer by layer); the recomputation costs one more q.k dot, a few percent of the layer's FLOPs.
+  `vjp="autodiff"` leaves the backward to JAX (config.attention_vjp; for comparison).
   """
   b, t, h, d = q_bthd.shape
-  s, kv = k_bskd.shape[1], k_bskd.shape[2]
+  kv = k_bskd.shape[2]
   g = h // kv
   q = q_bthd.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, d)
   k = k_bskd.transpose(0, 2, 1, 3)  # [B, kv, S, d]
   v = v_bskd.transpose(0, 2, 1, 3)
-  batch = ((0, 1), (0, 1))
-  scores = jax.lax.dot_general(q, k, (((3,), (3,)), batch), preferred_element_type=jnp.float32)
-  scores = scores.reshape(b, kv, g, t, s) * jnp.float32(scale)
-  scores = jnp.where(mask_b1ts[:, :, None], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv, g * t, s)
-  out = jax.lax.dot_general(probs, v, (((3,), (2,)), batch))  # [B, kv, g * T, d]
+  if vjp == "recompute":
+    out = _grouped_core(q, k, v, mask_b1ts, scale)  # [B, kv, g * T, d]
+  else:  # jax.nn.softmax (its own JVP), everything else to autodiff
+    probs = jax.nn.softmax(_grouped_scores(q, k, mask_b1ts, scale), axis=-1)
+    probs = probs.astype(v.dtype).reshape(*q.shape[:3], k.shape[2])
+    out = jax.lax.dot_general(probs, v, (((3,), (2,)), _BATCH))
   return out.reshape(b, kv, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
+_BATCH = ((0, 1), (0, 1))  # dot_general batch dimensions: [B, kv]
+
+
+def _grouped_scores(q: Array, k: Array, mask_b1ts: Array, scale: float) -> Array:
+  """Masked float32 scores [B, kv, g, T, S] of q [B, kv, g * T, d] against k [B, kv, S, d]."""
+  b, kv, gt, _ = q.shape
+  t, s = mask_b1ts.shape[2], k.shape[2]
+  scores = jax.lax.dot_general(q, k, (((3,), (3,)), _BATCH), preferred_element_type=jnp.float32)
+  scores = scores.reshape(b, kv, gt // t, t, s) * jnp.float32(scale)
+  return jnp.where(mask_b1ts[:, :, None], scores, jnp.finfo(jnp.float32).min)
+
+
+def _grouped_probs(scores: Array, row_max: Array, row_sum: Array) -> Array:
+  """softmax(scores) over S, from the row statistics (the forward's and the backward's, bit for
+  bit the same computation)."""
+  return jnp.exp(scores - row_max) / row_sum
+
+
+def _grouped_core_fwd(q: Array, k: Array, v: Array, mask_b1ts: Array, scale: float):
+  scores = _grouped_scores(q, k, mask_b1ts, scale)
+  row_max = jnp.max(scores, axis=-1, keepdims=True)
+  row_sum = jnp.sum(jnp.exp(scores - row_max), axis=-1, keepdims=True)
+  probs = _grouped_probs(scores, row_max, row_sum).astype(v.dtype).reshape(
+      *q.shape[:3], k.shape[2])
+  out = jax.lax.dot_general(probs, v, (((3,), (2,)), _BATCH))
+  return out, (q, k, v, mask_b1ts, row_max, row_sum)
+
+
+def _grouped_core_bwd(scale: float, res, d_out: Array):
+  q, k, v, mask_b1ts, row_max, row_sum = res
+  probs = _grouped_probs(_grouped_scores(q, k, mask_b1ts, scale), row_max, row_sum)
+  p = probs.reshape(*q.shape[:3], k.shape[2])  # float32 [B, kv, g * T, S]
+  d_v = jax.lax.dot_general(p.astype(v.dtype), d_out, (((2,), (2,)), _BATCH),
+                            preferred_element_type=jnp.float32).astype(v.dtype)
+  d_p = jax.lax.dot_general(d_out, v, (((3,), (3,)), _BATCH), preferred_element_type=jnp.float32)
+  d_p = d_p.astype(v.dtype).astype(jnp.float32)  # the cotangent of the bf16 (v.dtype) probs
+  # softmax's VJP, then the scale; masked entries have p = 0, so their score gradient is 0.
+  d_s = p * (d_p - jnp.sum(d_p * p, axis=-1, keepdims=True)) * jnp.float32(scale)
+  d_q = jax.lax.dot_general(d_s, k.astype(jnp.float32), (((3,), (2,)), _BATCH)).astype(q.dtype)
+  d_k = jax.lax.dot_general(d_s, q.astype(jnp.float32), (((2,), (2,)), _BATCH)).astype(k.dtype)
+  return d_q, d_k, d_v, None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _grouped_core(q: Array, k: Array, v: Array, mask_b1ts: Array, scale: float) -> Array:
+  return _grouped_core_fwd(q, k, v, mask_b1ts, scale)[0]
+
+
+_grouped_core.defvjp(_grouped_core_fwd, _grouped_core_bwd)
 
 
 class LlamaAttention(nn.Module):
@@ -278,7 +336,7 @@ class LlamaAttention(nn.Module):
       cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
       k, v = cached_k.value, cached_v.value
     if cfg.attention_impl == "grouped":  # any mask, cached decoding included
-      out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5)
+      out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5, cfg.attention_vjp)
     elif cfg.attention_impl == "cudnn" and cache_index is None:
       out = causal_padded_attention(q, k, v, mask_b1tt, hd ** -0.5, "cudnn")
     else:  # decoding (t new queries over S cached slots) keeps its mask, on XLA under "cudnn"
