@@ -400,6 +400,9 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   (tmp_path / "part2" / "sweep.json").write_text(json.dumps(
       {"runs": [{"family": "bt", "lr": 1e-4, "dev_accuracy": 0.7, "dev_log_loss": 0.6,
                  "seconds": 600}], "chosen": {"bt": 1e-4}}))
+  (tmp_path / "part2" / "pauses.jsonl").write_text(json.dumps(
+      {"stopped": 0, "continued": 60, "seconds": 60, "why": "a benchmark",
+       "during": "bt seed 1 training"}) + "\n")
   (tmp_path / "part2" / "export_check.json").write_text(json.dumps(
       {"variant": "bt", "seed": 0, "pairs": 50, "tolerance": 1e-4,
        "library_evaluator_max_abs_diff": 1e-7, "transformers": {"skipped": "no torch"}}))
@@ -431,8 +434,10 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   o = old["metrics"]
   assert (f"scored {o['hs_validation']['accuracy'] * 100:.1f} on the held-out HelpSteer pairs"
           in text) and "(mean step loss 0.650" in text
-  # Time: bottom 30 min, sweep 10, training 2 (seed 1; seed 0 was the sweep's run), evaluation 2.
-  assert ("0.73 h: the bottom's cached output 30 min, the sweep 10 min, training 2 min, "
+  # Time: bottom 30 min, sweep 10, training 1 (seed 1's 2 less its 1-minute pause; seed 0 was
+  # the sweep's run), evaluation 2.
+  assert ("0.72 h: the bottom's cached output 30 min, the sweep 10 min, training 1 min, "
           "evaluation 2 min.") in text
+  assert "and 1 pause(s) of the part 2 process (1 min in all" in text
   assert "--only bt --seed 0 --workdir W\n    # part 2's exported model from scratch: about " \
          "32 min here (bottom 30, training 1, evaluation 1)" in text

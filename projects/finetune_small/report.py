@@ -318,6 +318,21 @@ def load_probe_variant(name: str, directory: Path = PROBE_RESULTS) -> list[dict[
   return out
 
 
+def _subtract_pauses(path: Path, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+  """Takes the recorded pauses of the part 2 process (SIGSTOP while a benchmark ran: one JSON
+  line each, `during` = "<variant> seed <n> training|evaluation") out of those results' times."""
+  if not path.exists():
+    return {"count": 0, "minutes": 0.0}
+  entries = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+  for e in entries:
+    name, _, seed, what = e["during"].split()
+    field = {"training": "train_seconds", "evaluation": "eval_seconds"}[what]
+    for r in runs.get(name, []):
+      if r["seed"] == int(seed):
+        r["_file"] = dict(r["_file"], **{field: r["_file"][field] - e["seconds"]})
+  return {"count": len(entries), "minutes": sum(e["seconds"] for e in entries) / 60}
+
+
 def part2_context(results: Path, rb_subsets: Optional[list[str]],
                   keep: Optional[list[bool]]) -> dict[str, Any]:
   runs = load_part2(results)
@@ -334,6 +349,7 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
         r["rewardbench"] = dict(r["rewardbench"], subsets=rb_subsets)
   sweep = json.loads((results / "part2" / "sweep.json").read_text()) \
       if (results / "part2" / "sweep.json").exists() else None
+  pauses = _subtract_pauses(results / "part2" / "pauses.jsonl", runs)
   any_run = next(iter(runs.values()))[0]["_file"]
   subsets = rb_subsets
   table, vs_probe, claims = [], [], []
@@ -399,7 +415,7 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
                "evaluation": seed0.get(check["variant"], {}).get("eval_seconds", 0) / 60}
   return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
           "check": check, "top_layers": any_run.get("top_layers"), "train_minutes": train_minutes,
-          "superseded": superseded, "minutes": minutes,
+          "superseded": superseded, "minutes": minutes, "pauses": pauses,
           "hours": sum(minutes.values()) / 60, "rebuild": rebuild,
           "unrecorded_eval": sum("eval_seconds" not in f for f in files),
           "sets": sets,
