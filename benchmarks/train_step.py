@@ -276,10 +276,18 @@ def _timed(fn) -> float:
   return time.perf_counter() - t0
 
 
-def _spawn(args: list[str], xla_flags: str | None = None) -> dict:
+def _spawn(args: list[str], settings: str | None = None) -> dict:
+  """Runs a child; `settings` (an impl's text after '@'): '--xla...' tokens are added to
+  XLA_FLAGS, NAME=VALUE tokens set that environment variable (e.g. GLIBC_TUNABLES=...)."""
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  if xla_flags is not None:
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+  for token in (settings or "").split():
+    if token.startswith("--"):
+      env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + token).strip()
+    else:
+      name, eq, value = token.partition("=")
+      if not eq or not name.isupper():
+        raise SystemExit(f"@ setting {token!r}: --xla_flag[=value] or NAME=VALUE")
+      env[name] = value
   out = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
                        text=True, env=env, check=False)
   if out.returncode:
@@ -296,9 +304,10 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=5, help="timed steps per round (after 1 warm-up)")
   ap.add_argument("--rounds", type=int, default=2)
   ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
-                  help="comma-separated; a JAX implementation may carry XLA flags after '@' "
-                  "(jax_fp32@--xla_cpu_prefer_vector_width=512, several separated by spaces), "
-                  "added to XLA_FLAGS in its child only, so flag settings compare side by side")
+                  help="comma-separated; a JAX implementation may carry settings after '@', "
+                  "separated by spaces, for its child only, so settings compare side by side: "
+                  "XLA flags (jax_fp32@--xla_cpu_prefer_vector_width=512) and environment "
+                  "variables (jax_fp32@GLIBC_TUNABLES=glibc.malloc.hugetlb=1)")
   ap.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = ap.parse_args()
   train = args.mode == "train"
@@ -318,11 +327,9 @@ def main() -> None:
   from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   impls = [i for i in args.impls.split(",") if i]
   for i in impls:
-    base, _, flags = i.partition("@")
+    base = i.partition("@")[0]
     if base not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
       sys.exit(f"unknown implementation {base!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
-    if flags and base not in JAX_IMPLS:
-      sys.exit(f"{i!r}: XLA flags apply to the JAX implementations only")
   skip_trl = not train or importlib.util.find_spec("trl") is None
   if skip_trl and any(i in TRL_IMPLS for i in impls):
     print("note: TRL rows skipped (" + ("scoring mode" if not train else "trl is not installed:"
@@ -372,7 +379,7 @@ def main() -> None:
           f"{b['peak_rss_gib']:9.2f} {ratio:12.2f} {mem:9.2f} {vs_trl:14.2f}")
   for n, impl in enumerate(impls):
     if "@" in impl:
-      print(f"  @{n}: XLA_FLAGS += {impl.partition('@')[2]}")
+      print(f"  @{n}: {impl.partition('@')[2]}")
   print(json.dumps({"mode": args.mode, "batch": batch, "length": length, "peak_flops": peak,
                     "machine": info, "rows": rows}))
 
