@@ -67,6 +67,11 @@ TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
 TRL_IMPLS = ("trl_fp32", "trl_defaults")
 
 
+def _minor_faults() -> int:
+  """Minor page faults of this process so far (first touches of fresh memory, mostly)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _peak_rss_gib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
@@ -159,12 +164,13 @@ def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict
   t0 = time.perf_counter()
   run()  # compile + first step
   compile_s = time.perf_counter() - t0
-  times = []
+  times, faults = [], _minor_faults()
   for _ in range(steps):
     t0 = time.perf_counter()
     run()
     times.append(time.perf_counter() - t0)
-  return {"compile_s": compile_s, "step_s": times}
+  return {"compile_s": compile_s, "step_s": times,
+          "faults_per_step": (_minor_faults() - faults) / steps}
 
 
 def _torch_reward_model():
@@ -212,12 +218,13 @@ def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> di
   t0 = time.perf_counter()
   run()
   first_s = time.perf_counter() - t0
-  times = []
+  times, faults = [], _minor_faults()
   for _ in range(steps):
     t0 = time.perf_counter()
     run()
     times.append(time.perf_counter() - t0)
-  return {"compile_s": first_s, "step_s": times}
+  return {"compile_s": first_s, "step_s": times,
+          "faults_per_step": (_minor_faults() - faults) / steps}
 
 
 def child_trl(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
@@ -348,8 +355,10 @@ def main() -> None:
       base, at, flags = impl.partition("@")
       res = _spawn(["--child", base, *common], flags if at else None)
       med = statistics.median(res["step_s"])
+      faults = (f", {res['faults_per_step'] * 4 / 2**20:.2f} GiB of page faults a step"
+                if "faults_per_step" in res else "")
       print(f"round {r}: {impl:15s} median step {med:.3f} s (compile/first {res['compile_s']:.1f}"
-            f" s, peak {res['peak_rss_gib']:.2f} GiB)", flush=True)
+            f" s, peak {res['peak_rss_gib']:.2f} GiB{faults})", flush=True)
       res["median_s"] = med
       if impl not in best or med < best[impl]["median_s"]:
         best[impl] = {**res, "peak_rss_gib": max(res["peak_rss_gib"],
