@@ -159,3 +159,27 @@ def test_filter_logits_on_batched_time_axes_matches_rows():
   for b in range(2):
     rows = np.asarray(filter_logits(logits[b], top_k=10, top_p=0.7))
     np.testing.assert_array_equal(batched[b], rows)
+
+
+def test_tail_logprobs_are_the_full_forwards_on_the_response_and_zero_before(params):
+  """sampling_logprobs(..., tail=N) (RLHF: vocabulary logits of the response positions only)
+  gives the full computation's log-probs for the last N tokens and 0 for the others, and its
+  gradient on the response tokens is the full one's."""
+  sc = SamplingConfig(max_new_tokens=5, temperature=0.7, top_k=0, top_p=1.0, eos_ids=(),
+                      pad_id=0)
+  ids, mask = left_pad(PROMPTS, 0)
+  out = generate(params, CFG, ids, mask, jax.random.key(1), sc)
+  full_ids = jnp.asarray(np.concatenate([ids, np.asarray(out.tokens)], 1))
+  full_mask = jnp.asarray(np.concatenate([mask, np.asarray(out.response_mask)], 1))
+  model = LlamaForCausalLM(CFG)
+  full = np.asarray(sampling_logprobs(model, params, full_ids, full_mask, sc))
+  tail = np.asarray(sampling_logprobs(model, params, full_ids, full_mask, sc, tail=5))
+  assert tail.shape == full.shape
+  np.testing.assert_allclose(tail[:, -5:], full[:, -5:], atol=1e-6, rtol=0)
+  assert not tail[:, :-5].any()
+  resp = jnp.zeros(full.shape).at[:, -5:].set(1.0)
+  loss = lambda t: lambda p: jnp.sum(sampling_logprobs(model, p, full_ids, full_mask, sc,
+                                                       tail=t) * resp)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(5))(params)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(0))(params))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)

@@ -115,15 +115,22 @@ def sample_token(rng: Array, logits_bv: Array, sc: SamplingConfig) -> tuple[Arra
 
 
 def sampling_logprobs(model: LlamaForCausalLM, params: Any, input_ids: Array,
-                      attention_mask: Array, sc: SamplingConfig) -> Array:
+                      attention_mask: Array, sc: SamplingConfig, tail: int = 0) -> Array:
   """log q(input_ids[:, t] | input_ids[:, :t]) for t >= 1 under the sampling distribution of `sc`:
   float32 [B, T - 1], differentiable in `params` (one full forward).
 
   For the tokens `generate` sampled these equal its `logprobs` (up to the cached vs full forward
-  summation order); they are what REINFORCE's score function needs.
+  summation order); they are what REINFORCE's score function needs. `tail` > 0: only the last
+  `tail` tokens' log-probs are computed (the vocabulary logits of those positions only); the
+  others are 0. A rollout's response is its last max_new_tokens tokens (prompts left-padded), so
+  RLHF passes tail = max_new_tokens.
   """
-  logits = model.apply({"params": params}, input_ids, attention_mask)
-  return next_token_logprobs(sampling_logits(logits, sc), input_ids)
+  if not tail:
+    logits = model.apply({"params": params}, input_ids, attention_mask)
+    return next_token_logprobs(sampling_logits(logits, sc), input_ids)
+  logits = model.apply({"params": params}, input_ids, attention_mask, last=tail + 1)
+  logp = next_token_logprobs(sampling_logits(logits, sc), input_ids[:, -(tail + 1):])
+  return jnp.pad(logp, ((0, 0), (input_ids.shape[1] - 1 - tail, 0)))
 
 
 def _generate(params: Any, prompt_ids: Array, prompt_mask: Array, rng: Array, eos: Array, *,

@@ -62,7 +62,8 @@ def reinforce_objective(model: LlamaForCausalLM, sc: SamplingConfig):
   """
 
   def objective(params, batch):
-    logp = sampling_logprobs(model, params, batch["input_ids"], batch["attention_mask"], sc)
+    logp = sampling_logprobs(model, params, batch["input_ids"], batch["attention_mask"], sc,
+                             tail=sc.max_new_tokens)
     loss, metrics = reinforce.reinforce_loss(logprobs=logp, advantages=batch["advantages"],
                                              response_mask=batch["target_mask"])
     metrics[COUNT_KEY] = jnp.asarray(batch["advantages"].shape[0], jnp.float32)
@@ -102,13 +103,15 @@ class Learner:
     # Policy: the sampling distribution q (tempered and filtered). Reference: tempered the same
     # way but unfiltered, so a sampled token outside the reference's own top-k / nucleus still
     # has a finite log-prob; the KL is then KL(q || softmax(ref_logits / T)) (rlhf/reinforce.py).
-    self._logprobs = jax.jit(functools.partial(sampling_logprobs, model, sc=sc))
+    # Log-probs of the response tokens only (the last max_new_tokens of a rollout).
+    tail = sc.max_new_tokens
+    self._logprobs = jax.jit(functools.partial(sampling_logprobs, model, sc=sc, tail=tail))
     ref_sc = reinforce.reference_sampling(sc)
-    self._ref_logprobs = (self._logprobs if ref_sc == sc else
-                          jax.jit(functools.partial(sampling_logprobs, model, sc=ref_sc)))
+    self._ref_logprobs = (self._logprobs if ref_sc == sc else jax.jit(
+        functools.partial(sampling_logprobs, model, sc=ref_sc, tail=tail)))
     # LoRA: no reference copy (ref_params None); the reference is the policy, adapters off.
-    self._base_logprobs = jax.jit(
-        lambda p, ids, m: sampling_logprobs(model, lora.adapters_off(p), ids, m, sc=ref_sc))
+    self._base_logprobs = jax.jit(lambda p, ids, m: sampling_logprobs(
+        model, lora.adapters_off(p), ids, m, sc=ref_sc, tail=tail))
 
   def _sample(self, params: Any, rows: list[np.ndarray], rng: jax.Array):
     """(prompt ids, mask, sampled tokens, response mask, seconds) of one rollout."""
@@ -123,6 +126,8 @@ class Learner:
   def _kl(self, params: Any, ref_params: Any, ids: np.ndarray, mask: np.ndarray,
           tokens: np.ndarray, resp: np.ndarray):
     """(full ids, full mask, target mask, per-sequence KL to the reference) of a rollout."""
+    if tokens.shape[1] != self.sc.max_new_tokens:  # the log-probs read the last max_new_tokens
+      raise ValueError(f"rollout of {tokens.shape[1]} tokens, expected {self.sc.max_new_tokens}")
     full_ids = np.concatenate([ids, tokens], axis=1)
     full_mask = np.concatenate([mask, resp], axis=1)
     target_mask = np.concatenate([np.zeros((len(ids), ids.shape[1] - 1), np.int32), resp], axis=1)
