@@ -52,8 +52,7 @@ def hlo_categories(hlo: str) -> dict[str, str]:
     name, opcode = m.group(1), m.group(2)
     if opcode == "fusion":
       called = _CALLS.search(line)
-      ops = set(_INSTR.findall(bodies.get(called.group(1), ""))) if called else set()
-      inner = {op for _, op in ops}
+      inner = {op for _, op in _INSTR.findall(bodies.get(called.group(1), ""))} if called else set()
       if inner & {"dot", "convolution"}:
         cat = "fusion: dot"
       elif "dynamic-update-slice" in inner or "dynamic-slice" in inner:

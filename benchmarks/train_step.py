@@ -42,6 +42,12 @@ Implementations:
   trl_defaults      TRL's RewardTrainer with its own defaults: bf16 and gradient checkpointing
 The TRL step time is the interval between consecutive `on_step_end` callbacks, so it includes the
 Trainer's data loading and bookkeeping, as a TRL user pays them.
+
+Settings per row: `impl@SETTINGS` runs that implementation with XLA flags (`--xla_...` tokens,
+added to XLA_FLAGS) and environment variables (NAME=VALUE) in its child only, e.g.
+`jax_fp32@--xla_force_host_platform_device_count=2` (the batch is then split over the host
+devices) or `torch_fp32@GLIBC_TUNABLES=glibc.malloc.hugetlb=1`. Each round line also gives the
+minor page faults of the timed steps (at 4 KiB a fault: how much fresh memory a step touches).
 """
 from __future__ import annotations
 
@@ -59,8 +65,8 @@ import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff",
-             "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "jax_bf16_xladot",
-             "jax_fp32_unrolled")
+             "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat", "jax_bf16",
+             "jax_bf16_remat", "jax_bf16_xladot", "jax_fp32_unrolled")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
 TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
@@ -311,7 +317,7 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=5, help="timed steps per round (after 1 warm-up)")
   ap.add_argument("--rounds", type=int, default=2)
   ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
-                  help="comma-separated; a JAX implementation may carry settings after '@', "
+                  help="comma-separated; an implementation may carry settings after '@', "
                   "separated by spaces, for its child only, so settings compare side by side: "
                   "XLA flags (jax_fp32@--xla_cpu_prefer_vector_width=512) and environment "
                   "variables (jax_fp32@GLIBC_TUNABLES=glibc.malloc.hugetlb=1)")
@@ -338,7 +344,7 @@ def main() -> None:
     if base not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
       sys.exit(f"unknown implementation {base!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
   skip_trl = not train or importlib.util.find_spec("trl") is None
-  if skip_trl and any(i in TRL_IMPLS for i in impls):
+  if skip_trl and any(i.partition("@")[0] in TRL_IMPLS for i in impls):
     print("note: TRL rows skipped (" + ("scoring mode" if not train else "trl is not installed:"
           " pip install --no-deps trl accelerate") + ")")
     impls = [i for i in impls if i.partition("@")[0] not in TRL_IMPLS]
@@ -352,8 +358,8 @@ def main() -> None:
   best: dict[str, dict] = {}
   for r in range(args.rounds):
     for impl in impls:
-      base, at, flags = impl.partition("@")
-      res = _spawn(["--child", base, *common], flags if at else None)
+      base, _, settings = impl.partition("@")
+      res = _spawn(["--child", base, *common], settings)
       med = statistics.median(res["step_s"])
       faults = (f", {res['faults_per_step'] * 4 / 2**20:.2f} GiB of page faults a step"
                 if "faults_per_step" in res else "")

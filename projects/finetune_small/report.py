@@ -393,7 +393,6 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
                        "mix": f"{m['mix_validation']['accuracy'] * 100:.1f}",
                        "chat": f"{m['rewardbench']['sections']['Chat'] * 100:.1f}",
                        "chat_hard": f"{m['rewardbench']['sections']['Chat Hard'] * 100:.1f}"})
-  train_minutes = sum(r["_file"].get("train_seconds", 0) for rs in runs.values() for r in rs) / 60
   files = [r["_file"] for rs in runs.values() for r in rs]
   minutes = {"bottom": sum(sets.get("bottom_seconds", {}).values()) / 60,
              "sweep": sum(r.get("seconds", 0) for r in (sweep or {}).get("runs", [])) / 60,
@@ -414,7 +413,7 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
                "training": sum(f.get("train_seconds", 0) for f in chain(check["variant"])) / 60,
                "evaluation": seed0.get(check["variant"], {}).get("eval_seconds", 0) / 60}
   return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
-          "check": check, "top_layers": any_run.get("top_layers"), "train_minutes": train_minutes,
+          "check": check, "top_layers": any_run.get("top_layers"),
           "superseded": superseded, "minutes": minutes, "pauses": pauses,
           "hours": sum(minutes.values()) / 60, "rebuild": rebuild,
           "unrecorded_eval": sum("eval_seconds" not in f for f in files),
