@@ -40,6 +40,9 @@ Implementations:
                     gradient checkpointing (run where `trl` is installed: pip install --no-deps
                     trl accelerate; skipped with a note otherwise)
   trl_defaults      TRL's RewardTrainer with its own defaults: bf16 and gradient checkpointing
+A JAX train row ending in `_xK` (jax_fp32_x4) runs K steps per jitted call, as the trainer's
+`train.steps_per_call=K` does (train_steps: a scan over K stacked batches); its step time is the
+call's time divided by K.
 The TRL step time is the interval between consecutive `on_step_end` callbacks, so it includes the
 Trainer's data loading and bookkeeping, as a TRL user pays them.
 
@@ -55,6 +58,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -112,9 +116,15 @@ def _tokens(rng, n: int, length: int, vocab: int):
   return rng.integers(3, vocab, size=(n, length), dtype="int32")
 
 
+def split_impl(impl: str) -> tuple[str, int]:
+  """"jax_fp32_x4" -> ("jax_fp32", 4): the implementation and its steps per jitted call."""
+  m = re.fullmatch(r"(jax_\w+?)_x(\d+)", impl)
+  return (m.group(1), int(m.group(2))) if m else (impl, 1)
+
+
 def build_jax(impl: str, mode: str, batch: int, length: int):
-  """(run, jitted, args): `run()` does one step and waits for it; `jitted.lower(*args)` is the
-  step's program (benchmarks/profile_step.py reads its compiled HLO)."""
+  """(run, jitted, args): `run()` does one call (one step, or K for an `_xK` row) and waits for
+  it; `jitted.lower(*args)` is its program (benchmarks/profile_step.py reads its compiled HLO)."""
   import functools  # pylint: disable=g-import-not-at-top
   import jax
   import jax.numpy as jnp
@@ -124,8 +134,9 @@ def build_jax(impl: str, mode: str, batch: int, length: int):
   from helpsteer_jax.models import LlamaRewardModel
   from helpsteer_jax.training.objectives import pairwise_objective
   from helpsteer_jax.training.state import TrainState
-  from helpsteer_jax.training.step import train_step
+  from helpsteer_jax.training.step import train_step, train_steps
 
+  impl, per_call = split_impl(impl)
   cfg = _config(impl)
   model = LlamaRewardModel(cfg, num_labels=1)
   rng = np.random.default_rng(0)
@@ -155,7 +166,10 @@ def build_jax(impl: str, mode: str, batch: int, length: int):
             "attention_mask": jnp.ones((batch, 2, length), jnp.int32),
             "weight": jnp.ones((batch,), jnp.float32), "strength": jnp.ones((batch,), jnp.float32)}
     state, data = put_state(state), put_batch(data)
-    step = jax.jit(functools.partial(train_step, objective=pairwise_objective(model, "bt"), tx=tx),
+    fn = train_step if per_call == 1 else train_steps
+    if per_call > 1:  # the same batch K times (speed does not depend on the data)
+      data = jax.tree_util.tree_map(lambda x: jnp.stack([x] * per_call), data)
+    step = jax.jit(functools.partial(fn, objective=pairwise_objective(model, "bt"), tx=tx),
                    donate_argnums=0)
     holder = [state]
 
@@ -167,16 +181,17 @@ def build_jax(impl: str, mode: str, batch: int, length: int):
 
 def child_jax(impl: str, mode: str, batch: int, length: int, steps: int) -> dict:
   run, _, _ = build_jax(impl, mode, batch, length)
+  per_call = split_impl(impl)[1]
   t0 = time.perf_counter()
-  run()  # compile + first step
+  run()  # compile + first call
   compile_s = time.perf_counter() - t0
   times, faults = [], _minor_faults()
   for _ in range(steps):
     t0 = time.perf_counter()
     run()
-    times.append(time.perf_counter() - t0)
+    times.append((time.perf_counter() - t0) / per_call)
   return {"compile_s": compile_s, "step_s": times,
-          "faults_per_step": (_minor_faults() - faults) / steps}
+          "faults_per_step": (_minor_faults() - faults) / (steps * per_call)}
 
 
 def _torch_reward_model():
@@ -340,7 +355,7 @@ def main() -> None:
   from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   impls = [i for i in args.impls.split(",") if i]
   for i in impls:
-    base = i.partition("@")[0]
+    base = split_impl(i.partition("@")[0])[0]
     if base not in JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS:
       sys.exit(f"unknown implementation {base!r}; choose from {JAX_IMPLS + TORCH_IMPLS + TRL_IMPLS}")
   skip_trl = not train or importlib.util.find_spec("trl") is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -25,7 +26,7 @@ from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import select_head_columns
 from helpsteer_jax.training.optimizer import (learning_rate_schedule, make_optimizer, restrict,
                                               trainable_mask)
-from helpsteer_jax.training.step import COUNT_KEY, eval_step, train_step
+from helpsteer_jax.training.step import COUNT_KEY, eval_step, train_step, train_steps
 from helpsteer_jax.training.tasks import task_for
 from helpsteer_jax.training.trainer import NonFiniteError  # noqa: F401  (re-exported)
 
@@ -123,11 +124,22 @@ def train(config, workdir: str) -> dict[str, Any]:
   batch_sh = job.batch_sharding()
   put = lambda b: jax.tree_util.tree_map(
       lambda x: jax.make_array_from_process_local_data(batch_sh, x), b)
-  step_fn = jax.jit(functools.partial(train_step, objective=task.objective(config, built.model),
-                                      tx=tx, grad_accum=config.train.grad_accum,
-                                      trainable=trainable),
+  step_kwargs = dict(objective=task.objective(config, built.model), tx=tx,
+                     grad_accum=config.train.grad_accum, trainable=trainable)
+  step_fn = jax.jit(functools.partial(train_step, **step_kwargs),
                     in_shardings=(shardings, batch_sh), out_shardings=(shardings, None),
                     donate_argnums=0)
+  # `train.steps_per_call` = k > 1: k steps in one call (train_steps' scan) where nothing has to
+  # happen between them: from a step count divisible by k, with no evaluation or checkpoint
+  # before the k-th, on k batches of one shape; single steps otherwise.
+  k = max(int(config.train.steps_per_call), 1)
+  stacked_sh = jax.sharding.NamedSharding(batch_sh.mesh, jax.sharding.PartitionSpec(
+      None, *batch_sh.spec))
+  steps_fn = jax.jit(functools.partial(train_steps, **step_kwargs),
+                     in_shardings=(shardings, stacked_sh), out_shardings=(shardings, None),
+                     donate_argnums=0)
+  put_stacked = lambda bs: jax.tree_util.tree_map(
+      lambda *x: jax.make_array_from_process_local_data(stacked_sh, np.stack(x)), *bs)
   eval_fn = jax.jit(functools.partial(eval_step,
                                       objective=task.eval_objective(config, built.model)),
                     in_shardings=(shardings.params, batch_sh))
@@ -156,29 +168,52 @@ def train(config, workdir: str) -> dict[str, Any]:
       num_labels=int(config.model.num_labels) if task.reward_head else built.config.vocab_size,
       extra_forwards=task.reference_forwards)  # LoRA's reference (adapters off) is a pass too
   step = int(state.step)
+  every = lambda n, s: bool(n) and s % n == 0
+  stops = lambda s: (every(config.train.eval_every, s) or every(config.train.checkpoint_every, s)
+                     or s == total_steps)
+  multi_calls = 0
   try:
     with job.loop():
       first_eval = run_eval(step) if step == 0 else None
       log.start_progress(total_steps, step, ("loss", "accuracy", "tokens_per_s", "mfu"))
-      for batch in data.train.iterate(total_steps - step):
-        state, metrics = step_fn(state, put(batch))
-        step += 1
-        meter.add(batch)
-        if batch_log is not None:  # which examples each step saw (resume tests)
-          sha = hashlib.sha256(np.ascontiguousarray(batch["input_ids"]).tobytes()).hexdigest()
-          batch_log.write(json.dumps({"step": step, "sha": sha[:16]}) + "\n")
-          batch_log.flush()
-        m = None  # host metrics, read on logging steps only (a device sync)
-        if step % config.train.log_every == 0 or step == total_steps:
-          trainer.check_finite(state)
-          m = jax.device_get(metrics)
-          m = {k: float(v) for k, v in m.items() if np.ndim(v) == 0}
-          m.update(lr=float(lr_at(step - 1)), **meter.read())
-          log.scalars(step, m, prefix="train/")
-        log.progress(step, m)
-        if config.train.eval_every and step % config.train.eval_every == 0 and step < total_steps:
+      batches_left = data.train.iterate(total_steps - step)
+      while step < total_steps:
+        n = k if (k > 1 and step % k == 0 and step + k <= total_steps
+                  and not any(stops(s) for s in range(step + 1, step + k))) else 1
+        batches = list(itertools.islice(batches_left, n))
+        if n > 1 and len({tuple((key, v.shape) for key, v in sorted(b.items()))
+                          for b in batches}) == 1:
+          state, stacked = steps_fn(state, put_stacked(batches))
+          per_step = [(stacked, i) for i in range(n)]  # metrics stacked over the n steps
+          multi_calls += 1
+        else:  # one at a time (k == 1, a stop inside the k, or batches of different shapes)
+          per_step = []
+          for b in batches:
+            state, metrics = step_fn(state, put(b))
+            per_step.append((metrics, None))
+        for batch in batches:
+          meter.add(batch)
+        rate = None  # throughput over this call's steps, read once
+        for batch, (metrics, i) in zip(batches, per_step):
+          step += 1
+          if batch_log is not None:  # which examples each step saw (resume tests)
+            sha = hashlib.sha256(np.ascontiguousarray(batch["input_ids"]).tobytes()).hexdigest()
+            batch_log.write(json.dumps({"step": step, "sha": sha[:16]}) + "\n")
+            batch_log.flush()
+          m = None  # host metrics, read on logging steps only (a device sync)
+          if step % config.train.log_every == 0 or step == total_steps:
+            trainer.check_finite(state)
+            m = jax.device_get(metrics)
+            m = {key: float(v if i is None else v[i]) for key, v in m.items()
+                 if np.ndim(v) == (0 if i is None else 1)}
+            rate = rate or meter.read()
+            m.update(lr=float(lr_at(step - 1)), **rate)
+            log.scalars(step, m, prefix="train/")
+          log.progress(step, m)
+        # Evaluations and checkpoints fall only at the end of a call (the state is this step's).
+        if every(config.train.eval_every, step) and step < total_steps:
           run_eval(step)
-        if job.checkpoint(step, state, data.train.state()):
+        if job.checkpoint(step, state, data.train.state(), agree_every=k if k > 1 else None):
           return {"step": step, "preempted": True}
       # --- the end
       log.end_progress()
@@ -188,7 +223,7 @@ def train(config, workdir: str) -> dict[str, Any]:
     if batch_log is not None:
       batch_log.close()
   return job.write_summary({"step": step, "eval_before": first_eval, "eval_after": final_eval,
-                            "throughput": meter.read()})
+                            "throughput": meter.read(), "multi_step_calls": multi_calls})
 
 
 def run() -> None:

@@ -3,7 +3,9 @@ package: these run on a fresh clone with nothing beside it).
 
 Tolerances: the 2x2x2-mesh loss equals the 1-device loss within 1e-5 per step; resumed runs
 end with parameters bitwise equal to an uninterrupted run (CPU); a workdir loaded scanned vs
-unscanned gives rewards within 1e-6 (XLA fuses the two layouts differently).
+unscanned gives rewards within 1e-6 (XLA fuses the two layouts differently); several steps per
+jitted call give the per-step losses and final parameters of one step per call within 1e-6
+(equal bitwise on this CPU when written).
 """
 import hashlib
 import json
@@ -131,6 +133,29 @@ def test_mistyped_config_key_is_an_error(tmp_path):
   assert proc.returncode != 0
   assert b"stepz" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_steps_per_call_gives_the_same_run(tmp_path):
+  """train.steps_per_call=3 over 7 steps with a checkpoint at 4: steps 1-3 in one call, 4-7 one
+  at a time (a checkpoint inside the next three, then too few left); same losses, same model."""
+  losses, params = {}, {}
+  for k in (1, 3):
+    c = load_config_file("bt", "tiny")
+    c.train.update(steps=7, log_every=1, checkpoint_every=4, steps_per_call=k)
+    c.data.packing = True  # rows of one length: a call's batches must share a shape
+    out = train(c, str(tmp_path / str(k)))
+    assert out["step"] == 7 and out["multi_step_calls"] == (1 if k == 3 else 0)
+    rows = [json.loads(l) for l in (tmp_path / str(k) / "metrics.jsonl").read_text().splitlines()]
+    losses[k] = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 8))
+    assert all(np.isfinite(r["train/tokens_per_s"]) and r["train/tokens_per_s"] > 0
+               for r in rows if "train/loss" in r)
+    params[k] = _final_params(tmp_path / str(k))
+  np.testing.assert_allclose(losses[3], losses[1], atol=1e-6, rtol=0)
+  for a, b in zip(jax.tree_util.tree_leaves(params[3]), jax.tree_util.tree_leaves(params[1])):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+  steps = sorted(int(p.name) for p in (tmp_path / "3" / "checkpoints").iterdir() if p.name.isdigit())
+  assert 4 in steps and 7 in steps  # the checkpoint the grouping had to respect, and the last
 
 
 @pytest.mark.slow  # out of the default 6-minute run; CI runs it with -m slow

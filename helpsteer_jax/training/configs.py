@@ -69,6 +69,9 @@ def train_block(**overrides) -> ml_collections.ConfigDict:
   """Loop length, accumulation, logging and checkpoint cadence (training/trainer.py)."""
   return ml_collections.ConfigDict(dict(
       steps=0, grad_accum=1, log_every=10, checkpoint_every=100, keep_checkpoints=3,
+      # Optimizer steps per jitted call (a lax.scan over that many batches): the same updates;
+      # on CPU, XLA's temporaries are fresh memory every call, so fewer calls fault in less.
+      steps_per_call=1,
       peak_flops_per_device=PEAK_FLOPS["cpu"],
       # Metrics go to metrics.jsonl and these (training/metric_writers.py): "tensorboard",
       # "wandb", both comma-separated, or "". progress: the tqdm bar on stderr.

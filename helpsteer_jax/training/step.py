@@ -100,6 +100,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, objective: Obj
   return new_state, metrics
 
 
+def train_steps(state: TrainState, batches: dict[str, jax.Array], **kwargs
+                ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """`train_step` over stacked batches ([steps, batch, ...]), one update each, in one lax.scan;
+  the metrics come back stacked. Same keyword arguments as train_step."""
+  return jax.lax.scan(lambda s, b: train_step(s, b, **kwargs), state, batches)
+
+
 def eval_step(params: Any, batch: dict[str, jax.Array], *, objective: Objective
               ) -> dict[str, jax.Array]:
   """Metrics of one batch (no gradients); the loop combines them weighted by COUNT_KEY."""

@@ -130,15 +130,19 @@ class Run:
       if self._log is not None:
         self._log.close(exit_code)  # a crashed run shows as failed in W&B, not finished
 
-  def checkpoint(self, step: int, state: TrainState, data_state: dict[str, Any]) -> bool:
+  def checkpoint(self, step: int, state: TrainState, data_state: dict[str, Any],
+                 agree_every: int | None = None) -> bool:
     """After a step: the periodic save, and on SIGTERM (agreed by every host) a last save.
+    The hosts compare SIGTERM flags every `agree_every` steps (default `train.log_every`): a
+    step count every host stops at.
 
     Returns True when the run must stop now (preempted).
     """
     if self.ckpt.every and step % self.ckpt.every == 0:
       check_finite(state)
       self.ckpt.save(step, state, data_state)
-    if checkpoint.agree(self._preempted.is_set(), step, self.config.train.log_every):
+    every = agree_every or self.config.train.log_every
+    if checkpoint.agree(self._preempted.is_set(), step, every):
       self.save_final(step, state, data_state)
       self.log.text(f"SIGTERM: saved step {step} to {self.workdir / 'checkpoints'}; exiting")
       return True
