@@ -416,7 +416,8 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
     (tmp_path / "part2" / f"bt_seed{seed}.json").write_text(json.dumps(
         {"variant": "bt", "seed": seed, "lr": 1e-4, "train_seconds": 60.0 * (1 + seed),
          "from_sweep": seed == 0, "eval_seconds": 60.0, "top_layers": 4,
-         "curve": [{"loss": 0.5}], "metrics": m}))
+         "curve": [{"loss": 0.5}], "metrics": m,
+         **({"evaluated_on": "CPU B", "trained_on": "CPU B"} if seed else {})}))
   old = {"variant": "bt", "seed": 0, "lr": 1e-5, "curve": [{"loss": 0.7}, {"loss": 0.6}],
          "metrics": _part2_metrics(rng, subsets, 0.5)}
   (tmp_path / "part2" / "superseded" / "bt_seed0_lr1e-05.json").write_text(json.dumps(old))
@@ -442,5 +443,8 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   assert ("0.72 h: the bottom's cached output 30 min, the sweep 10 min, training 1 min, "
           "evaluation 2 min.") in text
   assert "and 1 pause(s) of the part 2 process (1 min in all" in text
+  # Part 2's processor from its own result files (not part 1's), and which files lack one.
+  assert ("Processor: `CPU B` (1 of 2 result files were written before part 2 recorded its "
+          "processor).") in text
   assert "--only bt --seed 0 --workdir W\n    # part 2's exported model from scratch: about " \
          "32 min here (bottom 30, training 1, evaluation 1)" in text

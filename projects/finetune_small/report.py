@@ -417,6 +417,10 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
           "superseded": superseded, "minutes": minutes, "pauses": pauses,
           "hours": sum(minutes.values()) / 60, "rebuild": rebuild,
           "unrecorded_eval": sum("eval_seconds" not in f for f in files),
+          "processors": sorted({f[k] for f in files for k in ("trained_on", "evaluated_on")
+                                if k in f}),
+          "unrecorded_processor": sum("evaluated_on" not in f for f in files),
+          "results": len(files),
           "sets": sets,
           "sizes": {k: len(v["correct"]) for k, v in runs[next(iter(runs))][0].items()
                     if isinstance(v, dict) and "correct" in v}}

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
+from benchmarks import machine
 from helpsteer_jax import runs
 from helpsteer_jax.data import encode_pairs, encode_ratings, load_preferences, load_ratings
 from helpsteer_jax.data.reading import in_validation
@@ -286,7 +287,8 @@ def train_variant(study: Study, results: Path, lrs: dict[str, float], name: str,
   out.parent.mkdir(parents=True, exist_ok=True)
   meta = json.loads(_top_path(study, name, seed).with_suffix(".json").read_text())
   out.write_text(json.dumps({"variant": name, "seed": seed, **meta,
-                             "eval_seconds": round(time.time() - t0, 1), "metrics": metrics})
+                             "eval_seconds": round(time.time() - t0, 1),
+                             "evaluated_on": machine.header(), "metrics": metrics})
                  + "\n")
 
 
@@ -329,6 +331,7 @@ def ensure_top(study: Study, results: Path, lrs: dict[str, float], name: str, se
     seconds = time.time() - t0
   save_top(top_path, top, {"loss": loss, "init": init, "lr": lr, "epochs": epochs,
                            "train_seconds": round(seconds, 1), "from_sweep": from_sweep,
+                           **({} if from_sweep else {"trained_on": machine.header()}),
                            "top_layers": FROZEN["top_layers"], "curve": curve})
   return top
 
@@ -360,6 +363,7 @@ def expo(study: Study, results: Path, lrs: dict[str, float], seeds: tuple[int, .
     metrics = study.evaluate(top)
     out.write_text(json.dumps({"variant": EXPO["name"], "seed": seed, "alpha": alpha,
                                "eval_seconds": round(time.time() - t0, 1),
+                               "evaluated_on": machine.header(),
                                "dev_accuracy_by_alpha": {str(k): v["accuracy"]
                                                          for k, v in grid.items()},
                                "dev_log_loss_by_alpha": {str(k): v["log_loss"]
