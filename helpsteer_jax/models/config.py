@@ -45,7 +45,8 @@ class LlamaConfig:
   # Runtime options (not part of the checkpoint).
   dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"; parameters stay float32
   param_dtype: str = "float32"
-  remat_policy: str = "none"  # "none" | "full" | "dots" | "dots_no_batch"
+  # "none" | "full" | "projections" (keep the projections' outputs) | "dots" | "dots_no_batch"
+  remat_policy: str = "none"
   scan_layers: bool = False
   # "grouped": models/llama.grouped_attention (XLA dots in a layout with no score transposes;
   # the fastest on XLA:CPU); "xla" / "cudnn" / None: jax.nn.dot_product_attention with that

@@ -39,6 +39,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from helpsteer_jax.models.config import LlamaConfig
 
@@ -48,6 +49,9 @@ _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    # Keep the projections' outputs (named below), recompute the rest: norms, rotary, attention,
+    # SiLU. "dots" cannot see them: they are custom_vjp calls (projection_matmul), not dots.
+    "projections": jax.checkpoint_policies.save_only_these_names("projection"),
 }
 
 
@@ -101,7 +105,7 @@ def _dense_dot(matmul: Callable[[Array, Array], Array]):
     del precision, preferred_element_type  # the matmul fixes its own result dtype
     if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
       raise ValueError(f"unexpected Dense dot dimensions {dimension_numbers}")
-    return matmul(lhs, rhs)
+    return checkpoint_name(matmul(lhs, rhs), "projection")
   return dot_general
 
 

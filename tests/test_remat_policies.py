@@ -1,0 +1,61 @@
+"""Remat policies of the decoder layers: what they keep for the backward pass, and that they do
+not change the gradients.
+
+Tolerance: gradients under any policy equal those without remat within 1e-6 (float32; the
+recomputed forward is the same program, XLA may fuse it differently).
+"""
+import contextlib
+import io
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from jax.ad_checkpoint import print_saved_residuals
+
+from helpsteer_jax.models import LlamaConfig, LlamaRewardModel
+
+CFG = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+           num_attention_heads=4, num_key_value_heads=2, scan_layers=True)
+IDS = jnp.asarray(np.random.default_rng(0).integers(3, 128, size=(2, 16)), jnp.int32)
+
+
+def _loss_and_params(policy: str):
+  model = LlamaRewardModel(LlamaConfig(**CFG, remat_policy=policy), num_labels=1)
+  params = nn.unbox(model.init(jax.random.PRNGKey(0), IDS)["params"])
+  loss = lambda p: jnp.sum(model.apply({"params": p}, IDS, jnp.ones_like(IDS)) ** 2)
+  return loss, params
+
+
+def _saved(policy: str) -> list[tuple[int, ...]]:
+  """Shapes of what the backward pass keeps (jax's public print_saved_residuals, one per line:
+  "f32[2,16,64] from ...")."""
+  loss, params = _loss_and_params(policy)
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    print_saved_residuals(loss, params)
+  shapes = re.findall(r"^\w+\[([\d,]*)\]", out.getvalue(), re.M)
+  assert shapes, out.getvalue()
+  return [tuple(int(d) for d in s.split(",") if d) for s in shapes]
+
+
+@pytest.mark.parametrize("policy", ["projections", "full", "dots"])
+def test_remat_leaves_gradients_unchanged(policy):
+  ref_loss, params = _loss_and_params("none")
+  loss, _ = _loss_and_params(policy)
+  ref, got = jax.grad(ref_loss)(params), jax.grad(loss)(params)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_projections_policy_keeps_the_projection_outputs_only():
+  """The MLP's gate and up outputs ([layers, batch, T, intermediate]) are kept, once each per
+  layer stack; the SiLU product of the same shape is not (recomputed); full remat keeps none."""
+  mlp = (CFG["num_hidden_layers"], *IDS.shape, CFG["intermediate_size"])
+  count = lambda shapes: sum(s == mlp for s in shapes)
+  size = lambda shapes: sum(int(np.prod(s)) for s in shapes)
+  none, proj, full = _saved("none"), _saved("projections"), _saved("full")
+  assert count(proj) == 2 and count(full) == 0 and count(none) > 2
+  assert size(full) < size(proj) < size(none)
