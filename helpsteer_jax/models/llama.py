@@ -60,7 +60,8 @@ def _projection(x: Array, w: Array, dims, preferred) -> Array:
 
 
 @functools.cache
-def projection_matmul(accumulate: str | None) -> Callable[[Array, Array], Array]:
+def projection_matmul(accumulate: str | None, cast: bool = True
+                      ) -> Callable[[Array, Array], Array]:
   """x [..., i] @ w [i, o] -> [..., o] in x's dtype, with the backward pass written out.
 
   The backward is dx = ct @ w^T and dw = x^T @ ct, both as dot_generals that contract the
@@ -74,12 +75,15 @@ def projection_matmul(accumulate: str | None) -> Callable[[Array, Array], Array]
   "float32" with bf16 operands is `low_precision_dots="f32_accumulate"`: bf16 x bf16 -> f32
   dots, which XLA:CPU runs on AMX / AVX512-BF16 kernels; ct is cast to x's dtype first, so every
   dot of the step has low-precision operands and a float32 result.
+  cast=False returns the accumulated result uncast (the caller casts it): the same values and
+  gradients, with the float32 result available to name for remat (_dense_dot).
   """
   preferred = None if accumulate is None else jnp.dtype(accumulate)
 
   @jax.custom_vjp
   def matmul(x, w):
-    return _projection(x, w, ((x.ndim - 1,), (0,)), preferred).astype(x.dtype)
+    y = _projection(x, w, ((x.ndim - 1,), (0,)), preferred)
+    return y.astype(x.dtype) if cast else y
 
   def fwd(x, w):
     return matmul(x, w), (x, w)
@@ -100,12 +104,19 @@ matmul_f32_accumulate = projection_matmul("float32")
 
 
 def _dense_dot(matmul: Callable[[Array, Array], Array]):
-  """`nn.Dense`'s dot_general argument: contract lhs's last axis with rhs's first via matmul."""
+  """`nn.Dense`'s dot_general argument: contract lhs's last axis with rhs's first via matmul.
+
+  The result is named "projection" for remat_policy="projections" before the cast to lhs's
+  dtype: with bf16 operands and float32 accumulation the kept value is the float32 result. The
+  scanned layers stack what remat keeps with a dynamic-update-slice per layer, and XLA:CPU
+  rewrites a bf16 one as convert(whole stack) -> f32 update -> convert back, which copies every
+  layer's stack on every layer (1.2 s of a 5.3 s bf16 step on AMD Zen 5); a float32 stack is
+  updated in place (benchmarks/RESULTS.md)."""
   def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
     del precision, preferred_element_type  # the matmul fixes its own result dtype
     if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
       raise ValueError(f"unexpected Dense dot dimensions {dimension_numbers}")
-    return checkpoint_name(matmul(lhs, rhs), "projection")
+    return checkpoint_name(matmul(lhs, rhs), "projection").astype(lhs.dtype)
   return dot_general
 
 
@@ -116,7 +127,7 @@ def _dense(features: int, axes: tuple[str, str], cfg: LlamaConfig, name: str) ->
     dot_general = None  # XLA's own dot, differentiated by JAX
   else:
     f32_acc = low and cfg.low_precision_dots == "f32_accumulate"
-    dot_general = _dense_dot(projection_matmul("float32" if f32_acc else None))
+    dot_general = _dense_dot(projection_matmul("float32" if f32_acc else None, cast=False))
   kw = dict(use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
             kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
             dot_general=dot_general, name=name)
