@@ -56,11 +56,14 @@ def get_config(arg: str = "tiny"):
     c.optim.lr = 1e-3
   elif variant == "smollm2":
     c.policy.source = "smollm2"
-    # Scanned layers with full remat in the update (decoding unrolls them itself): unrolled and
-    # without remat, a step of 16 x 384 tokens was OOM-killed at 19 GB on a 24 GB machine; this
-    # way it peaks at 7.7 GB (AMD EPYC, 2 cores, about 60 s a step).
+    # Scanned layers with remat in the update (decoding unrolls them itself): unrolled and
+    # without remat, a step of 16 x 384 tokens was OOM-killed at 19 GB on a 24 GB machine; with
+    # full remat it peaked at 7.7 GB (AMD EPYC Zen 4, 2 cores, about 60 s a step). Keeping the
+    # projections' outputs (about 3 GB more at 16 x 320 tokens) skips their recomputation: the
+    # train-step benchmark's float32 step took 5.0 s against full remat's 5.5 s in one run on
+    # AMD Zen 5 (benchmarks/RESULTS.md); the gradients are the same (tests/test_remat_policies).
     c.policy.scan_layers = True
-    c.policy.remat_policy = "full"
+    c.policy.remat_policy = "projections"
     c.reward.source = "/tmp/runs/sbt_short"  # e.g. a scaled_bt:smollm2 run
     c.rl.max_new_tokens = 64
     c.train.steps = 20
