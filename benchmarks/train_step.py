@@ -34,6 +34,9 @@ Implementations:
   jax_bf16          bfloat16 compute, float32 master weights and optimizer, projections as bf16
                     dots with float32 accumulation (model.low_precision_dots="f32_accumulate")
   jax_bf16_remat    + full remat
+  jax_bf16_remat_f32res  + a float32 residual stream (model.residual_dtype="float32", torch
+                    autocast's layout; jax_bf16_remat_proj_f32res the same with the projections
+                    policy; not run by default)
   jax_bf16_xladot   bfloat16 with XLA's own bf16 dots (low_precision_dots="xla"; not run by
                     default: the "before" of f32_accumulate)
   torch_fp32        transformers LlamaForSequenceClassification + torch.optim.AdamW, float32
@@ -73,7 +76,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff",
              "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat",
              "jax_fp32_remat_proj", "jax_bf16", "jax_bf16_remat", "jax_bf16_remat_proj",
-             "jax_bf16_xladot", "jax_fp32_unrolled")
+             "jax_bf16_xladot", "jax_fp32_unrolled", "jax_bf16_remat_f32res",
+             "jax_bf16_remat_proj_f32res")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
 TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
@@ -117,6 +121,12 @@ def _config(impl: str):
     cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate")
   elif impl == "jax_bf16_remat":
     cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate", remat_policy="full")
+  elif impl == "jax_bf16_remat_f32res":
+    cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate", remat_policy="full",
+                      residual_dtype="float32")
+  elif impl == "jax_bf16_remat_proj_f32res":
+    cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate",
+                      remat_policy="projections", residual_dtype="float32")
   return cfg
 
 

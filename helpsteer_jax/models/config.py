@@ -45,6 +45,12 @@ class LlamaConfig:
   # Runtime options (not part of the checkpoint).
   dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"; parameters stay float32
   param_dtype: str = "float32"
+  # dtype of the residual stream between layers (the embeddings, each layer's input and output):
+  # None = `dtype`. "float32" with dtype="bfloat16" is torch autocast's mixed precision (bf16
+  # matmuls, a float32 residual stream: more accurate), and on XLA:CPU the scanned layers'
+  # remat stack of layer inputs is then updated in place (a bf16 stack is converted whole to
+  # float32 and back on every layer; benchmarks/RESULTS.md).
+  residual_dtype: str | None = None
   # "none" | "full" | "projections" (keep the projections' outputs) | "dots" | "dots_no_batch"
   remat_policy: str = "none"
   scan_layers: bool = False

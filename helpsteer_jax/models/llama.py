@@ -383,8 +383,9 @@ class LlamaDecoderLayer(nn.Module):
     x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "embed"))
     h = LlamaAttention(cfg, name="self_attn")(norm(name="input_layernorm")(x_btd), positions_bt,
                                                mask_b1tt, cache_index)
-    x_btd = x_btd + h
-    x_btd = x_btd + LlamaMLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x_btd))
+    x_btd = x_btd + h.astype(x_btd.dtype)  # the residual stream keeps its dtype (residual_dtype)
+    mlp = LlamaMLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x_btd))
+    x_btd = x_btd + mlp.astype(x_btd.dtype)
     return nn.with_logical_constraint(x_btd, ("batch", "length", "embed")), None
 
 
@@ -488,7 +489,7 @@ class LlamaModel(nn.Module):
     cfg = self.cfg
     if self.embed:
       self.embed_tokens = nn.Embed(
-          cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+          cfg.vocab_size, cfg.hidden_size, dtype=self._residual_dtype, param_dtype=cfg.param_dtype,
           embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
                                                       ("vocab", "embed")))
     layer = LlamaDecoderLayer
@@ -506,6 +507,10 @@ class LlamaModel(nn.Module):
     if self.final_norm:
       self.norm = RMSNorm(cfg.rms_norm_eps, self.out_dtype or cfg.dtype, cfg.param_dtype)
 
+  @property
+  def _residual_dtype(self) -> str:
+    return self.cfg.residual_dtype or self.cfg.dtype
+
   def _norm(self, x: Array) -> Array:
     return self.norm(x) if self.final_norm else x
 
@@ -519,7 +524,8 @@ class LlamaModel(nn.Module):
     """
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
-    x = self.embed_tokens(input_ids_bt) if self.embed else input_ids_bt.astype(self.cfg.dtype)
+    x = (self.embed_tokens(input_ids_bt) if self.embed
+         else input_ids_bt.astype(self._residual_dtype))
     if segment_ids_bt is not None:
       if cache_index is not None:
         raise ValueError("packed segments and cached decoding do not mix")
@@ -540,8 +546,11 @@ class LlamaModel(nn.Module):
     return self._norm(x)
 
   def attend(self, x_btd: Array) -> Array:
-    """Tied output projection: x @ embedding^T."""
-    return self.embed_tokens.attend(x_btd)
+    """Tied output projection: x @ embedding^T, in the compute dtype."""
+    if self._residual_dtype == self.cfg.dtype:
+      return self.embed_tokens.attend(x_btd)
+    dt = jnp.dtype(self.cfg.dtype)
+    return jnp.dot(x_btd.astype(dt), self.embed_tokens.embedding.astype(dt).T)
 
 
 class LlamaForCausalLM(nn.Module):
