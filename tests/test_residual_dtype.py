@@ -11,9 +11,12 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
+from helpsteer_jax import runs
 from helpsteer_jax.models import LlamaConfig, LlamaForCausalLM, LlamaRewardModel
+from helpsteer_jax.training.configs import model_block
 
 CFG = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
            num_attention_heads=4, num_key_value_heads=2, scan_layers=True)
@@ -68,3 +71,13 @@ def test_full_remat_stack_of_layer_inputs_is_float32():
   stack = ",".join(str(d) for d in (CFG["num_hidden_layers"], *IDS.shape, CFG["hidden_size"]))
   assert re.search(rf"f32\[{stack}\]", hlo), "no stack of layer inputs found"
   assert not re.findall(rf"f32\[{stack}\]\S* dynamic-update-slice\(%?convert", hlo)
+
+
+def test_the_config_reaches_the_model():
+  block = model_block()
+  cfg = LlamaConfig(**CFG)
+  assert cfg.replace(**runs.runtime_of(block)).residual_dtype is None  # default: dtype
+  block.update(dtype="bfloat16", residual_dtype="float32")
+  assert cfg.replace(**runs.runtime_of(block)).residual_dtype == "float32"
+  with pytest.raises(ValueError, match="residual_dtype"):
+    LlamaConfig(**CFG, residual_dtype="float8")

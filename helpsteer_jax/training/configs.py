@@ -49,6 +49,9 @@ def model_block(source: str = "tiny") -> ml_collections.ConfigDict:
       source=source,  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
       tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
       dtype="float32", remat_policy="none", scan_layers=False,
+      # "float32" with dtype="bfloat16": torch autocast's float32 residual stream ("": the
+      # compute dtype; helpsteer_jax/models/config.py).
+      residual_dtype="",
       # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
       # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
       low_precision_dots="xla",
