@@ -405,7 +405,9 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
                  "seconds": 600}], "chosen": {"bt": 1e-4}}))
   (tmp_path / "part2" / "pauses.jsonl").write_text(json.dumps(
       {"stopped": 0, "continued": 60, "seconds": 60, "why": "a benchmark",
-       "during": "bt seed 1 training"}) + "\n")
+       "during": "bt seed 1 training"}) + "\n" + json.dumps(
+      {"stopped": 100, "continued": 130, "seconds": 30, "why": "a benchmark",
+       "during": "mix bottom cache"}) + "\n")
   (tmp_path / "part2" / "export_check.json").write_text(json.dumps(
       {"variant": "bt", "seed": 0, "pairs": 50, "tolerance": 1e-4,
        "library_evaluator_max_abs_diff": 1e-7, "transformers": {"skipped": "no torch"}}))
@@ -438,13 +440,43 @@ def test_part2_report_compares_with_the_probe_on_the_rows_the_probe_scored(tmp_p
   o = old["metrics"]
   assert (f"scored {o['hs_validation']['accuracy'] * 100:.1f} on the held-out HelpSteer pairs"
           in text) and "(mean step loss 0.650" in text
+  # Two pauses, 1.5 min; the cache's is counted, not taken out of a result's time.
+  assert "(1 of them fell in a later session's recomputation of the bottom's cache" in text
   # Time: bottom 30 min, sweep 10, training 1 (seed 1's 2 less its 1-minute pause; seed 0 was
   # the sweep's run), evaluation 2.
   assert ("0.72 h: the bottom's cached output 30 min, the sweep 10 min, training 1 min, "
           "evaluation 2 min.") in text
-  assert "and 1 pause(s) of the part 2 process (1 min in all" in text
+  assert "and 2 pause(s) of the part 2 process (2 min in all" in text
   # Part 2's processor from its own result files (not part 1's), and which files lack one.
   assert ("Processor: `CPU B` (1 of 2 result files were written before part 2 recorded its "
           "processor).") in text
   assert "--only bt --seed 0 --workdir W\n    # part 2's exported model from scratch: about " \
          "32 min here (bottom 30, training 1, evaluation 1)" in text
+
+
+def test_retrained_tops_are_compared_with_the_committed_runs(tmp_path):
+  """A later session that lost the workdir trains tops again (ExPO and the export need them):
+  their loss curves are compared with the committed result files', step by step; a top taken
+  from the sweep, or the committed run's own top, is not a retraining."""
+  from projects.finetune_small import variants
+  tops, results = tmp_path / "w" / "part2" / "tops", tmp_path / "results"
+  tops.mkdir(parents=True)
+  results.mkdir()
+  curve = [{"epoch": 0, "loss": 0.7}, {"epoch": 0, "loss": 0.6}]
+  committed = {"variant": "bt", "seed": 1, "curve": curve, "train_seconds": 100.0,
+               "metrics": {}}
+  for name in ("bt", "scaled_bt", "regression_helpfulness"):
+    (results / f"{name}_seed1.json").write_text(json.dumps(dict(committed, variant=name)))
+  (tops / "bt_seed1.json").write_text(json.dumps(
+      {"curve": curve, "train_seconds": 60.0, "from_sweep": False, "trained_on": "CPU B"}))
+  (tops / "scaled_bt_seed1.json").write_text(json.dumps(
+      {"curve": [{"loss": 0.7}, {"loss": 0.65}], "train_seconds": 60.0, "from_sweep": False,
+       "trained_on": "CPU B"}))
+  (tops / "regression_helpfulness_seed1.json").write_text(json.dumps(
+      {"curve": curve, "train_seconds": 1.0, "from_sweep": True}))
+  variants.record_retrained(tmp_path / "w", results)
+  rows = json.loads((results / "reproduced.json").read_text())
+  assert [(r["variant"], r["bitwise_equal"]) for r in rows] == [("bt", True),
+                                                               ("scaled_bt", False)]
+  assert rows[1]["max_abs_loss_difference"] == pytest.approx(0.05)
+  assert rows[0]["committed_trained_on"] == "not recorded" and rows[0]["retrained_on"] == "CPU B"

@@ -10,6 +10,7 @@ helpsteer_jax.evaluation.compare.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -320,17 +321,25 @@ def load_probe_variant(name: str, directory: Path = PROBE_RESULTS) -> list[dict[
 
 def _subtract_pauses(path: Path, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
   """Takes the recorded pauses of the part 2 process (SIGSTOP while a benchmark ran: one JSON
-  line each, `during` = "<variant> seed <n> training|evaluation") out of those results' times."""
+  line each, `during` = "<variant> seed <n> training|evaluation") out of those results' times.
+  A pause during anything else ("<group> bottom cache": a later session recomputing the lost
+  cache, whose time sets.json does not hold) is counted, not subtracted."""
   if not path.exists():
-    return {"count": 0, "minutes": 0.0}
+    return {"count": 0, "minutes": 0.0, "elsewhere": 0}
   entries = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+  elsewhere = 0
   for e in entries:
-    name, _, seed, what = e["during"].split()
+    m = re.fullmatch(r"(\S+) seed (\d+) (training|evaluation)", e["during"])
+    if m is None:
+      elsewhere += 1
+      continue
+    name, seed, what = m.groups()
     field = {"training": "train_seconds", "evaluation": "eval_seconds"}[what]
     for r in runs.get(name, []):
       if r["seed"] == int(seed):
         r["_file"] = dict(r["_file"], **{field: r["_file"][field] - e["seconds"]})
-  return {"count": len(entries), "minutes": sum(e["seconds"] for e in entries) / 60}
+  return {"count": len(entries), "minutes": sum(e["seconds"] for e in entries) / 60,
+          "elsewhere": elsewhere}
 
 
 def part2_context(results: Path, rb_subsets: Optional[list[str]],
@@ -412,7 +421,10 @@ def part2_context(results: Path, rb_subsets: Optional[list[str]],
     rebuild = {"variant": check["variant"], "bottom": minutes["bottom"],
                "training": sum(f.get("train_seconds", 0) for f in chain(check["variant"])) / 60,
                "evaluation": seed0.get(check["variant"], {}).get("eval_seconds", 0) / 60}
+  reproduced_file = results / "part2" / "reproduced.json"
+  reproduced = json.loads(reproduced_file.read_text()) if reproduced_file.exists() else []
   return {"ran": True, "table": table, "vs_probe": vs_probe, "claims": claims, "sweep": sweep,
+          "reproduced": reproduced,
           "check": check, "top_layers": any_run.get("top_layers"),
           "superseded": superseded, "minutes": minutes, "pauses": pauses,
           "hours": sum(minutes.values()) / 60, "rebuild": rebuild,

@@ -456,6 +456,37 @@ def _transformers_rewards(directory: Path, seqs: list[np.ndarray], ours: np.ndar
           "pairs": n}
 
 
+def record_retrained(workdir: Path, results: Path) -> None:
+  """Tops this workdir trained again that a committed result file already describes (a later
+  session lost the earlier workdir): their loss curves against the committed ones, step by step,
+  in results/reproduced.json. A top taken from the sweep is not a retraining."""
+  out = results / "reproduced.json"
+  rows = {(r["variant"], r["seed"]): r
+          for r in (json.loads(out.read_text()) if out.exists() else [])}
+  for meta_path in sorted((workdir / "part2" / "tops").glob("*_seed*.json")):
+    name, _, seed = meta_path.stem.rpartition("_seed")
+    committed = results / f"{name}_seed{seed}.json"
+    meta = json.loads(meta_path.read_text())
+    if not committed.exists() or meta.get("from_sweep") or "trained_on" not in meta:
+      continue
+    old = json.loads(committed.read_text())
+    if old.get("trained_on") == meta["trained_on"] and old.get("curve") == meta["curve"] and \
+        old.get("train_seconds") == meta.get("train_seconds"):
+      continue  # the committed result's own top, not a retraining
+    a = np.asarray([c["loss"] for c in old["curve"]], np.float64)
+    b = np.asarray([c["loss"] for c in meta["curve"]], np.float64)
+    same = len(a) == len(b)
+    rows[(name, int(seed))] = {
+        "variant": name, "seed": int(seed), "steps": [len(a), len(b)],
+        "committed_trained_on": old.get("trained_on", "not recorded"),
+        "retrained_on": meta["trained_on"],
+        "max_abs_loss_difference": float(np.max(np.abs(a - b))) if same else None,
+        "bitwise_equal": bool(same and np.array_equal(a, b))}
+  if rows:
+    out.write_text(json.dumps(sorted(rows.values(), key=lambda r: (r["variant"], r["seed"])),
+                              indent=1) + "\n")
+
+
 def run_part2(workdir: Path, data_dir: Path, results: Path, heldout_file: Path, *,
               only: str | None = None, seeds: tuple[int, ...] | None = None,
               committed_sweep: Path | None = None, log: Log = print,
@@ -496,3 +527,4 @@ def run_part2(workdir: Path, data_dir: Path, results: Path, heldout_file: Path, 
       expo(study, results, lrs, (seed,))
   if not only:
     export_best(study, results, lrs, heldout_file)
+  record_retrained(workdir, results)
