@@ -69,6 +69,10 @@ def test_monitor_stage_means_by_policy(loop_workdir, tmp_path, monkeypatch):
   assert mon["final"]["mean"] == pytest.approx(2.0) and mon["final"]["n"] == 6
   text = report.build(results, tmp_path / "REPORT.md")
   assert "| round_0 | 6 | 1 | 3.000 |" in text and "| final | 6 | 0 | 2.000 |" in text
+  # Paired by prompt (mean over its samples; round_0's prompt 2 has one scored sample, 5.0):
+  # final - round_0 = mean(2 - 1.5, 2 - 3.5, 2 - 5) = -1.333; round_1 - round_0 = -3.333.
+  assert "round_1 − round_0: -3.333 over 3 prompts" in text
+  assert "final − round_0: -1.333 over 3 prompts (95% bootstrap interval over prompts [" in text
   assert "| 1 | 2 | {\"tie\": 1} | 3.33 |" in text and "50.0 → 100.0" in text
   assert "SPIN (two iterations)" in text and "Not run yet." in text  # spin has no results
 

@@ -8,6 +8,10 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
+from helpsteer_jax.evaluation import compare
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 REPORT = HERE / "REPORT.md"
@@ -75,6 +79,36 @@ def _jsonl(path: Path) -> list:
   return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
 
 
+def monitor_changes(mon: dict, gens: list[dict]) -> list[str]:
+  """Each later policy against the starting one on the outside reward: per prompt, the mean over
+  its samples, differenced with the same prompt's under round_0; the mean over prompts with a
+  95% bootstrap interval over prompts (compare.paired_bootstrap_interval, 2000 resamples)."""
+  per_stage: dict[str, dict[int, list[float]]] = {}
+  for stage, v in mon["by_stage"].items():
+    rows = [g for g in gens if g["stage"] == stage]
+    if len(rows) != len(v["scores"]):  # the scores are in the generations file's order
+      return []
+    for g, score in zip(rows, v["scores"]):
+      per_stage.setdefault(stage, {}).setdefault(g["prompt_index"], []).append(score)
+  base = per_stage.get("round_0")
+  if not base:
+    return []
+  lines = []
+  for stage, prompts in per_stage.items():
+    if stage == "round_0":
+      continue
+    common = sorted(set(prompts) & set(base))
+    diff = np.asarray([np.nanmean(prompts[i]) - np.nanmean(base[i]) for i in common])
+    diff = diff[np.isfinite(diff)]
+    if not len(diff):
+      continue
+    lo, hi = compare.paired_bootstrap_interval(diff)
+    lines.append(f"{stage} − round_0: {diff.mean():+.3f} over {len(diff)} prompts "
+                 f"(95% bootstrap interval over prompts [{lo:+.3f}, {hi:+.3f}])")
+  return ["", "Change of the outside reward against the starting policy: " + "; ".join(lines)
+          + "."] if lines else []
+
+
 def loop_section(kind: str, results: Path) -> list[str]:
   s = _load(kind, results)
   if s is None:
@@ -105,6 +139,7 @@ def loop_section(kind: str, results: Path) -> list[str]:
             "| policy | generations | unscored | mean outside reward |", "|---|---|---|---|"]
     for stage, v in mon["by_stage"].items():
       out.append(f"| {stage} | {v['n']} | {v['unscored']} | {v['mean']:.3f} |")
+    out += monitor_changes(mon, _jsonl(results / f"{kind}_generations.jsonl"))
   gens = [g for g in _jsonl(results / f"{kind}_generations.jsonl")
           if g["stage"] in ("round_0", "final") and g["prompt_index"] < 2 and g["sample"] == 0]
   if gens:
