@@ -37,7 +37,8 @@ def get_config(arg: str = "tiny"):
       prompts_per_step=4, samples_per_prompt=4, kl_beta=0.01, max_new_tokens=128,
       temperature=1.0, top_p=1.0, top_k=0))
   # Fixed evaluation prompts answered every `every` steps (0: never), scored by the reward model
-  # and by `monitors` ({name: reward-model source}), which are not optimised.
+  # and by `monitors` ({name: reward-model source}), which are not optimised: the first
+  # `max_prompts` of the split that fit data.max_prompt_length (0: all that fit).
   c.eval = ml_collections.ConfigDict(dict(
       every=0, prompts=dict(format="prompts", path=HELPSTEER_SAMPLE_PATH, split="validation",
                             validation_fraction=0.1),

@@ -268,3 +268,23 @@ def test_sigterm_saves_the_rl_run_and_a_restart_resumes(tmp_path, smollm2_tokeni
   assert out["step"] == c.train.steps == 2
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows] == [1, 2]
+
+
+def test_evaluation_prompts_are_the_first_that_fit():
+  """A fixed evaluation set of N prompts is the first N that fit the prompt limit: too-long
+  prompts before them are skipped (and counted), not counted against N."""
+  from helpsteer_jax.rlhf.prompts import encode_prompts
+
+  class Words:  # one token per word; the template adds nothing
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+      return messages[-1]["content"]
+
+    def __call__(self, text, add_special_tokens):
+      return {"input_ids": list(range(len(text.split())))}
+
+  prompts = [[{"role": "user", "content": "w " * n}] for n in (9, 2, 9, 3, 4, 9, 1)]
+  kept, ids, dropped = encode_prompts(prompts, Words(), max_length=5, limit=3)
+  assert [len(i) for i in ids] == [2, 3, 4] and dropped == 2
+  assert kept == [prompts[1], prompts[3], prompts[4]]
+  kept, ids, dropped = encode_prompts(prompts, Words(), max_length=5)  # no limit: all that fit
+  assert [len(i) for i in ids] == [2, 3, 4, 1] and dropped == 3

@@ -60,15 +60,21 @@ def load_prompts(spec: Mapping[str, Any], limit: int = 0) -> list[list[Message]]
   return out[:limit] if limit and limit > 0 else out
 
 
-def encode_prompts(prompts: list[list[Message]], tokenizer: Any,
-                   max_length: int) -> tuple[list[list[Message]], list[np.ndarray], int]:
+def encode_prompts(prompts: list[list[Message]], tokenizer: Any, max_length: int,
+                   limit: int = 0) -> tuple[list[list[Message]], list[np.ndarray], int]:
   """Token ids of each prompt rendered with the generation prompt; drops (and counts) prompts
-  longer than `max_length` tokens. Returns (kept prompts, their ids, number dropped)."""
-  kept, ids = [], []
+  longer than `max_length` tokens. With `limit` > 0, stops at the first `limit` prompts that fit
+  (a fixed evaluation set of that size; the count is of the prompts dropped on the way).
+  Returns (kept prompts, their ids, number dropped)."""
+  kept, ids, dropped = [], [], 0
   for messages in prompts:
+    if limit and len(kept) == limit:
+      break
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     seq = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], np.int32)
     if len(seq) <= max_length:
       kept.append(messages)
       ids.append(seq)
-  return kept, ids, len(prompts) - len(kept)
+    else:
+      dropped += 1
+  return kept, ids, dropped

@@ -259,9 +259,10 @@ def train(config, workdir: str, reward_fn: RewardFn | None = None) -> dict[str, 
   eval_ids: list[np.ndarray] = []
   monitors: dict[str, RewardFn] = {}
   if eval_every:
-    eval_prompts = load_prompts(ev.prompts, limit=ev.get("max_prompts", 0))
-    eval_prompts, eval_ids, too_long = encode_prompts(eval_prompts, tok,
-                                                      config.data.max_prompt_length)
+    # The first eval.max_prompts prompts that fit data.max_prompt_length (all that fit: 0).
+    eval_prompts, eval_ids, too_long = encode_prompts(
+        load_prompts(ev.prompts), tok, config.data.max_prompt_length,
+        limit=ev.get("max_prompts", 0) or 0)
     if not eval_prompts:
       raise ValueError(f"eval.prompts: all {too_long} evaluation prompts are longer than "
                        f"data.max_prompt_length={config.data.max_prompt_length} tokens")
