@@ -120,3 +120,11 @@ def test_report_counts_unscorable_sampled_judgments(tmp_path):
   assert "| mean of sampled judgments, same rows | 2 | 1 | 0 | 5 | 50.0 | - | 50.0 | 2.0 |" in text
   assert "Sampled judgments: 12 (3 per response); unscorable: malformed 1, missing 4" in text
   assert "- `7` (mt-bench-easy): 'Good. Score: 4'" in text
+
+
+def test_the_outside_model_is_named_when_it_is_the_finetune_export(tmp_path):
+  check = tmp_path / "export_check.json"
+  check.write_text(json.dumps({"directory": "/m/export/bt", "variant": "bt", "seed": 0}))
+  assert report.monitor_label("/m/export/bt", check).startswith(
+      "finetune_small part 2's export (`bt`, seed 0")
+  assert report.monitor_label("/elsewhere", check) == "`/elsewhere`"

@@ -14,6 +14,7 @@ from helpsteer_jax.evaluation import compare
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+FINETUNE_EXPORT_CHECK = HERE.parent / "finetune_small" / "results" / "part2" / "export_check.json"
 REPORT = HERE / "REPORT.md"
 
 _SECTIONS = ("Chat", "Chat Hard")
@@ -79,6 +80,18 @@ def _jsonl(path: Path) -> list:
   return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
 
 
+def monitor_label(directory: str, check_file: Optional[Path] = None) -> str:
+  """The outside model by name where it is finetune_small part 2's export (its directory is a
+  path on the machine that ran it), else by its path."""
+  check_file = check_file or FINETUNE_EXPORT_CHECK
+  if check_file.exists():
+    check = json.loads(check_file.read_text())
+    if check.get("directory") == directory:
+      return (f"finetune_small part 2's export (`{check['variant']}`, seed {check['seed']}: the "
+              f"best variant on its dev split; `{directory}`)")
+  return f"`{directory}`"
+
+
 def monitor_changes(mon: dict, gens: list[dict]) -> list[str]:
   """Each later policy against the starting one on the outside reward: per prompt, the mean over
   its samples, differenced with the same prompt's under round_0; the mean over prompts with a
@@ -133,7 +146,7 @@ def loop_section(kind: str, results: Path) -> list[str]:
                "projects.judges_small.run --stage monitor` scores the committed generations "
                "once it does).")
   else:
-    out += [f"Outside reward model `{mon['monitor']}` (not optimised by the loop) on every "
+    out += [f"Outside reward model {monitor_label(mon['monitor'])} (not optimised by the loop) on every "
             "generation of each policy (round_0 = the starting policy, round_r = after r "
             "rounds, final = after the last):", "",
             "| policy | generations | unscored | mean outside reward |", "|---|---|---|---|"]
