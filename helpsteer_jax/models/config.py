@@ -93,10 +93,8 @@ class LlamaConfig:
       raise ValueError(f"low_precision_dots={self.low_precision_dots!r}: 'xla' or 'f32_accumulate'")
     if self.attention_impl not in ("grouped", "xla", "cudnn", None):
       raise ValueError(f"attention_impl={self.attention_impl!r}: 'grouped', 'xla', 'cudnn' or None")
-    if self.residual_dtype not in (None, "", "float32", "bfloat16"):
+    if self.residual_dtype not in (None, "float32", "bfloat16"):
       raise ValueError(f"residual_dtype={self.residual_dtype!r}: None, 'float32' or 'bfloat16'")
-    if self.residual_dtype == "":  # a command line's empty value: the compute dtype
-      object.__setattr__(self, "residual_dtype", None)
     if self.attention_vjp not in ("recompute", "autodiff"):
       raise ValueError(f"attention_vjp={self.attention_vjp!r}: 'recompute' or 'autodiff'")
     if self.projection_vjp not in ("explicit", "autodiff"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import ml_collections
+from ml_collections import config_dict
 
 from helpsteer_jax.data.paths import HELPSTEER_SAMPLE, packaged, shared_data_dir
 from helpsteer_jax.data.records import ATTRIBUTES
@@ -49,9 +50,9 @@ def model_block(source: str = "tiny") -> ml_collections.ConfigDict:
       source=source,  # a preset name (random init) or a checkpoint: smollm2, HF dir, gguf:PATH
       tokenizer="smollm2",  # tokenizer for presets; checkpoints bring their own
       dtype="float32", remat_policy="none", scan_layers=False,
-      # "float32" with dtype="bfloat16": torch autocast's float32 residual stream ("": the
+      # "float32" with dtype="bfloat16": torch autocast's float32 residual stream (unset: the
       # compute dtype; helpsteer_jax/models/config.py).
-      residual_dtype="",
+      residual_dtype=config_dict.placeholder(str),
       # "f32_accumulate": bf16 dots with float32 results (XLA:CPU's fast bf16 path; see
       # helpsteer_jax/models/config.py); "xla" leaves them to XLA. Only matters in bfloat16.
       low_precision_dots="xla",

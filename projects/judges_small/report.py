@@ -146,8 +146,8 @@ def loop_section(kind: str, results: Path) -> list[str]:
                "projects.judges_small.run --stage monitor` scores the committed generations "
                "once it does).")
   else:
-    out += [f"Outside reward model {monitor_label(mon['monitor'])} (not optimised by the loop) on every "
-            "generation of each policy (round_0 = the starting policy, round_r = after r "
+    out += [f"Outside reward model {monitor_label(mon['monitor'])} (not optimised by the loop) "
+            "on every generation of each policy (round_0 = the starting policy, round_r = after r "
             "rounds, final = after the last):", "",
             "| policy | generations | unscored | mean outside reward |", "|---|---|---|---|"]
     for stage, v in mon["by_stage"].items():
