@@ -40,6 +40,8 @@ Implementations:
   jax_bf16_xladot   bfloat16 with XLA's own bf16 dots (low_precision_dots="xla"; not run by
                     default: the "before" of f32_accumulate)
   torch_fp32        transformers LlamaForSequenceClassification + torch.optim.AdamW, float32
+  torch_fp32_gc     float32 with gradient checkpointing (the equal of jax_fp32_remat; not run by
+                    default)
   torch_bf16_gc     + bf16 autocast and gradient checkpointing (TRL RewardTrainer's defaults)
   trl_fp32          TRL's RewardTrainer on the same model and pre-tokenized pairs, float32, no
                     gradient checkpointing (run where `trl` is installed: pip install --no-deps
@@ -80,7 +82,7 @@ JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff",
              "jax_bf16_remat_proj_f32res")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
-TORCH_IMPLS = ("torch_fp32", "torch_bf16_gc")
+TORCH_IMPLS = ("torch_fp32", "torch_fp32_gc", "torch_bf16_gc")
 TRL_IMPLS = ("trl_fp32", "trl_defaults")
 
 
@@ -233,7 +235,7 @@ def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> di
   n = batch if mode == "score" else 2 * batch
   ids = torch.from_numpy(_tokens(rng, n, length, cfg.vocab_size)).long()
   mask = torch.ones_like(ids)
-  bf16 = impl == "torch_bf16_gc"
+  bf16, checkpointing = impl.startswith("torch_bf16"), impl.endswith("_gc")
   autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
   if mode == "score":
     model.eval()
@@ -243,7 +245,7 @@ def child_torch(impl: str, mode: str, batch: int, length: int, steps: int) -> di
         model(input_ids=ids, attention_mask=mask).logits.float()
   else:
     model.train()
-    if bf16:
+    if checkpointing:
       model.gradient_checkpointing_enable()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), weight_decay=0.1)
 
