@@ -114,6 +114,12 @@ def test_report_numbers_are_the_result_files(tmp_path):
   assert "10.0 / 20.0" in text  # epoch minutes, seed 0 / seed 1
   assert "`cpu X`" in text
   assert "(no seed has both runs yet)" in text  # no curve files given
+  verdict = text[text.index("## Verdict"):text.index("## Part 1")]
+  assert "an epoch took 15.0 min with our trainer against 15.0 min with TRL (1.00× TRL's time" \
+      in verdict and "at 4.00 against 4.00 GiB peak RSS" in verdict
+  assert f"| helpsteer_jax − TRL | {diff:+.1f} (seeds" in text
+  hs_cell = text.split("| helpsteer_jax − TRL | ")[1].split(" | ")[0]
+  assert f"{hs_cell} on the held-out HelpSteer pairs (**" in verdict
 
 
 # ----------------------------------------------------------------------------- part 2: frozen bottom
@@ -205,6 +211,31 @@ def test_part3_results_and_report_come_from_the_rl_run(tmp_path, smollm2_tokeniz
     assert (f"| {e['step']} | {e['reward_mean']:.3f} | {e['monitor_monitor_mean']:.3f} | "
             f"{e['kl']:.3f} |") in text
   assert "`regression_helpfulness`, seed 1" in text and (tmp_path / "fig" / "rlhf.png").exists()
+  change = report._prompt_change([g for g in part3["generations"] if g["step"] == 0],
+                                 [g for g in part3["generations"] if g["step"] == 3],
+                                 "monitor_monitor")
+  assert f"the monitor it never saw {change['text']} (**{change['verdict']}**)" in text
+
+
+def test_part3_change_pairs_generations_by_prompt_and_names_what_moved():
+  """Last evaluation minus first, per prompt: generations are matched by prompt (not by order),
+  and the verdict follows the bootstrap interval over prompts."""
+  prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(12)]
+  before = [{"prompt": p, "reward": float(i), "monitor_monitor": 0.1 * i}
+            for i, p in enumerate(prompts)]
+  rng = np.random.default_rng(0)
+  noise = rng.normal(0, 0.3, 12)
+  after = [{"prompt": p, "reward": float(i) + 1.0, "monitor_monitor": 0.1 * i + noise[i]}
+           for i, p in enumerate(prompts)][::-1]  # another order
+  up = report._prompt_change(before, after, "reward")
+  assert up["n"] == 12 and up["mean"] == pytest.approx(1.0) and up["verdict"] == "higher"
+  assert up["lo"] == pytest.approx(1.0) and up["hi"] == pytest.approx(1.0)
+  flat = report._prompt_change(before, after, "monitor_monitor")
+  assert flat["mean"] == pytest.approx(noise.mean())
+  assert flat["lo"] < 0 < flat["hi"] and flat["verdict"] == "no measurable change"
+  down = report._prompt_change(after, before, "reward")
+  assert down["verdict"] == "lower"
+  assert report._prompt_change(before, after, "missing_field") is None
 
 
 def test_part3_config_reads_part2_export_and_the_shared_data_folder(tmp_path, monkeypatch):

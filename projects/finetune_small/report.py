@@ -225,6 +225,14 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                        if "evaluated_on" in r})
   any_run = next((r for rs in runs.values() for r in rs), None)
   lora = lora_context(results, runs["ours"])
+  parity = None
+  if runs["ours"] and runs["trl"]:
+    epoch = {t: float(np.mean([r["train"]["epoch_seconds"] for r in runs[t]])) / 60
+             for t in TRAINERS}
+    rss = {t: float(np.mean([r["train"]["peak_rss_gib"] for r in runs[t]])) for t in TRAINERS}
+    parity = {"hs": _compare(forms["ours"], forms["trl"], "hs_validation")[1],
+              "rb": _compare(forms["ours"], forms["trl"], "rewardbench", subsets)[1],
+              "epoch": epoch, "epoch_ratio": epoch["ours"] / epoch["trl"], "rss": rss}
   return {
       "settings": PARITY, "data": DATA, "table": table,
       "diff_hs": _paired(forms["ours"], forms["trl"], "hs_validation"),
@@ -240,7 +248,7 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
       "cpu_hours": sum(r["train"]["total_wall_seconds"] + r["hs_validation"]["seconds"]
                        + r["rewardbench"]["seconds"]
                        for rs in runs.values() for r in rs) / 3600 + lora.get("hours", 0.0),
-      "bootstrap": BOOTSTRAP, "lora": lora,
+      "bootstrap": BOOTSTRAP, "lora": lora, "parity": parity,
       "part2": part2_context(results, subsets, keep), "frozen": FROZEN,
       "part3": part3_context(results, figure.parent if figure is not None else HERE / "figures"),
   }
@@ -461,6 +469,8 @@ def part3_context(results: Path, figures: Path) -> dict[str, Any]:
                      "m_after": f"{after.get('monitor_monitor', float('nan')):.3f}"})
   window = max(1, len(tr) // 10)
   mean = lambda rows, k: float(np.mean([x[k] for x in rows]))
+  change = {k: _prompt_change(by_step[steps[0]], by_step[steps[-1]], field)
+            for k, field in (("reward", "reward"), ("monitor", "monitor_monitor"))}
   has_fig = _rl_figure(tr, ev, figures / "rlhf.png")
   return {"ran": True, "settings": r["settings"], "eval": ev, "steps": len(tr),
           "reward_model": r["reward_model"], "monitor": r["monitor"],
@@ -469,9 +479,27 @@ def part3_context(results: Path, figures: Path) -> dict[str, Any]:
           "window": window, "d_reward": last["reward_mean"] - first["reward_mean"],
           "d_monitor": last.get("monitor_monitor_mean", float("nan"))
                        - first.get("monitor_monitor_mean", float("nan")),
-          "examples": examples, "figure": "rlhf.png" if has_fig else None,
+          "examples": examples, "figure": "rlhf.png" if has_fig else None, "change": change,
           "hours": r["wall_seconds"] / 3600, "processors": r["processors"],
           "eval_prompts": len(by_step[steps[0]])}
+
+
+def _prompt_change(before: list[dict[str, Any]], after: list[dict[str, Any]],
+                   field: str) -> Optional[dict[str, Any]]:
+  """Last evaluation minus first on the same prompts: the mean of the per-prompt differences of
+  `field`, its 95% bootstrap interval over prompts (compare.paired_bootstrap_interval) and a
+  verdict: higher / lower when the interval excludes 0, no measurable change otherwise."""
+  key = lambda g: json.dumps(g["prompt"], sort_keys=True)
+  first = {key(g): g for g in before}
+  pairs = [(first[key(g)][field], g[field]) for g in after
+           if key(g) in first and field in g and field in first[key(g)]]
+  if not pairs:
+    return None
+  diff = np.asarray([b - a for a, b in pairs], np.float64)
+  lo, hi = compare.paired_bootstrap_interval(diff, **BOOTSTRAP)
+  verdict = "higher" if lo > 0 else "lower" if hi < 0 else "no measurable change"
+  return {"mean": float(diff.mean()), "lo": lo, "hi": hi, "n": len(pairs), "verdict": verdict,
+          "text": f"{diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"}
 
 
 def _clip(text: Optional[str], n: int) -> str:
