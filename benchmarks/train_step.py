@@ -24,6 +24,9 @@ Implementations:
   jax_fp32_attn_autodiff  float32 with grouped attention's backward left to autodiff
                     (model.attention_vjp="autodiff": two score-sized tensors kept per layer);
                     jax_bf16_remat_attn_autodiff the same for bf16 + remat; not run by default
+  jax_fp32_act_autodiff  float32 with the MLP activation's backward left to autodiff
+                    (model.activation_vjp="autodiff": three more intermediate-sized tensors kept
+                    per layer); not run by default
   jax_fp32_before   float32 as it was before issue 16: autodiff projections and
                     jax.nn.dot_product_attention's XLA path (attention_impl="xla"); not run by
                     default
@@ -75,7 +78,7 @@ import time
 import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff",
+JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff", "jax_fp32_act_autodiff",
              "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat",
              "jax_fp32_remat_proj", "jax_bf16", "jax_bf16_remat", "jax_bf16_remat_proj",
              "jax_bf16_xladot", "jax_fp32_unrolled", "jax_bf16_remat_f32res",
@@ -104,12 +107,14 @@ def _config(impl: str):
   if impl == "jax_fp32_autodiff":
     cfg = cfg.replace(projection_vjp="autodiff")
   elif impl == "jax_fp32_before":
-    cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla")
+    cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla", activation_vjp="autodiff")
   elif impl == "jax_fp32_attn_autodiff":
     cfg = cfg.replace(attention_vjp="autodiff")
   elif impl == "jax_bf16_remat_attn_autodiff":
     cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate", remat_policy="full",
                       attention_vjp="autodiff")
+  elif impl == "jax_fp32_act_autodiff":
+    cfg = cfg.replace(activation_vjp="autodiff")
   elif impl == "jax_fp32_remat":
     cfg = cfg.replace(remat_policy="full")
   elif impl == "jax_fp32_remat_proj":

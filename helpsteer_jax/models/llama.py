@@ -361,6 +361,31 @@ class LlamaAttention(nn.Module):
     return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, t, h * hd))
 
 
+@jax.custom_vjp
+def gated_silu(gate: Array, up: Array) -> Array:
+  """silu(gate) * up, differentiated from its two inputs alone (config.activation_vjp="inputs").
+
+  JAX's own derivative of silu keeps its intermediates (the sigmoid and products), three
+  intermediate-sized tensors per layer on top of gate and up; here the backward recomputes the
+  sigmoid from gate, as torch's SiLU does, so only gate and up are kept, and the projections
+  keep those anyway. The forward is jax.nn.silu's formula, so outputs are unchanged."""
+  return nn.silu(gate) * up
+
+
+def _gated_silu_fwd(gate: Array, up: Array):
+  return gated_silu(gate, up), (gate, up)
+
+
+def _gated_silu_bwd(res, ct: Array):
+  gate, up = res
+  sig = jax.nn.sigmoid(gate)
+  d_gate = ct * up * (sig * (1 + gate * (1 - sig)))  # d silu(g)/dg = s + g s (1 - s)
+  return d_gate.astype(gate.dtype), (ct * gate * sig).astype(up.dtype)
+
+
+gated_silu.defvjp(_gated_silu_fwd, _gated_silu_bwd)
+
+
 class LlamaMLP(nn.Module):
   cfg: LlamaConfig
 
@@ -369,7 +394,8 @@ class LlamaMLP(nn.Module):
     cfg = self.cfg
     gate = _dense(cfg.intermediate_size, ("embed", "mlp"), cfg, "gate_proj")(x_btd)
     up = _dense(cfg.intermediate_size, ("embed", "mlp"), cfg, "up_proj")(x_btd)
-    return _dense(cfg.hidden_size, ("mlp", "embed"), cfg, "down_proj")(nn.silu(gate) * up)
+    act = gated_silu(gate, up) if cfg.activation_vjp == "inputs" else nn.silu(gate) * up
+    return _dense(cfg.hidden_size, ("mlp", "embed"), cfg, "down_proj")(act)
 
 
 class LlamaDecoderLayer(nn.Module):
