@@ -107,7 +107,8 @@ def _config(impl: str):
   if impl == "jax_fp32_autodiff":
     cfg = cfg.replace(projection_vjp="autodiff")
   elif impl == "jax_fp32_before":
-    cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla", activation_vjp="autodiff")
+    cfg = cfg.replace(projection_vjp="autodiff", attention_impl="xla",
+                      activation_vjp="autodiff")
   elif impl == "jax_fp32_attn_autodiff":
     cfg = cfg.replace(attention_vjp="autodiff")
   elif impl == "jax_bf16_remat_attn_autodiff":
