@@ -1,18 +1,14 @@
 """The MLP activation's backward (config.activation_vjp): silu(gate) * up differentiated from
 gate and up alone keeps autodiff's gradients and three fewer intermediate-sized tensors a layer."""
-import contextlib
-import io
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
-from jax.ad_checkpoint import print_saved_residuals
 
 from helpsteer_jax.models import LlamaConfig, LlamaRewardModel
 from helpsteer_jax.models.llama import gated_silu
+from saved_residuals import saved_shapes
 
 # intermediate_size 96 is distinct from every other width, so saved residuals of the MLP's
 # intermediate size can be counted by shape.
@@ -25,16 +21,6 @@ def _loss(model, ids):
       jnp.diff(model.apply({"params": p}, ids.reshape(4, 12)).reshape(2, 2), axis=1)))
 
 
-def _kept_shapes(loss, params) -> list[tuple[int, ...]]:
-  """Shapes of what the backward keeps (jax's public print_saved_residuals, one per line)."""
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
-    print_saved_residuals(loss, params)
-  shapes = re.findall(r"^\w+\[([\d,]*)\]", out.getvalue(), re.M)
-  assert shapes, out.getvalue()
-  return [tuple(int(d) for d in s.split(",") if d) for s in shapes]
-
-
 def test_gradients_equal_autodiff_and_fewer_tensors_are_kept():
   ids = jnp.asarray(np.random.default_rng(0).integers(1, 128, (2, 2, 12)), jnp.int32)
   params = nn.unbox(LlamaRewardModel(TINY, 1).init(jax.random.PRNGKey(0), ids[0])["params"])
@@ -42,7 +28,7 @@ def test_gradients_equal_autodiff_and_fewer_tensors_are_kept():
   for setting in ("inputs", "autodiff"):
     loss = _loss(LlamaRewardModel(TINY.replace(activation_vjp=setting), num_labels=1), ids)
     out[setting] = jax.value_and_grad(loss)(params)
-    kept[setting] = _kept_shapes(loss, params).count((4, 12, TINY.intermediate_size))
+    kept[setting] = saved_shapes(loss, params).count((4, 12, TINY.intermediate_size))
   (l_in, g_in), (l_ad, g_ad) = out["inputs"], out["autodiff"]
   np.testing.assert_array_equal(l_in, l_ad)  # the forward is the same formula
   for a, b in zip(jax.tree_util.tree_leaves(g_in), jax.tree_util.tree_leaves(g_ad)):

@@ -4,8 +4,6 @@ not change the gradients.
 Tolerance: gradients under any policy equal those without remat within 1e-6 (float32; the
 recomputed forward is the same program, XLA may fuse it differently).
 """
-import contextlib
-import io
 import re
 
 import jax
@@ -13,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
-from jax.ad_checkpoint import print_saved_residuals
 
 from helpsteer_jax.models import LlamaConfig, LlamaRewardModel
+from saved_residuals import saved_shapes, saved_text
 
 CFG = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
            num_attention_heads=4, num_key_value_heads=2, scan_layers=True)
@@ -30,15 +28,8 @@ def _loss_and_params(policy: str):
 
 
 def _saved(policy: str) -> list[tuple[int, ...]]:
-  """Shapes of what the backward pass keeps (jax's public print_saved_residuals, one per line:
-  "f32[2,16,64] from ...")."""
-  loss, params = _loss_and_params(policy)
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
-    print_saved_residuals(loss, params)
-  shapes = re.findall(r"^\w+\[([\d,]*)\]", out.getvalue(), re.M)
-  assert shapes, out.getvalue()
-  return [tuple(int(d) for d in s.split(",") if d) for s in shapes]
+  """Shapes of what the backward pass keeps."""
+  return saved_shapes(*_loss_and_params(policy))
 
 
 @pytest.mark.parametrize("policy", ["projections", "full", "dots"])
@@ -77,12 +68,10 @@ def test_bf16_projections_are_kept_in_float32():
   layer's stack on every layer). The compiled gradient must hold no such update of the MLP's
   stacked outputs."""
   loss, params = _bf16_step_parts("projections")
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
-    print_saved_residuals(loss, params)
+  saved = saved_text(loss, params)
   mlp = ",".join(str(d) for d in (CFG["num_hidden_layers"], *IDS.shape, CFG["intermediate_size"]))
-  kept = re.findall(rf"^(\w+)\[{mlp}\]", out.getvalue(), re.M)
-  assert kept == ["f32", "f32"], out.getvalue()
+  kept = re.findall(rf"^(\w+)\[{mlp}\]", saved, re.M)
+  assert kept == ["f32", "f32"], saved
   hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
   stacked = re.findall(rf"f32\[{mlp}\]\S* dynamic-update-slice\(%?convert", hlo)
   assert not stacked, stacked
