@@ -223,7 +223,7 @@ def train(config, workdir: str) -> dict[str, Any]:
     if batch_log is not None:
       batch_log.close()
   return job.write_summary({"step": step, "eval_before": first_eval, "eval_after": final_eval,
-                            "throughput": meter.read(), "multi_step_calls": multi_calls})
+                            "throughput": meter.total(), "multi_step_calls": multi_calls})
 
 
 def run() -> None:

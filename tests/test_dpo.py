@@ -45,8 +45,9 @@ def test_dpo_raises_train_set_implicit_reward_accuracy(tmp_path, smollm2_tokeniz
   # MFU counts the LM head (the vocabulary-wide matmul) and the reference's forward pass.
   (meter,) = meters
   flops_per_token = metrics_log.train_flops_per_token(meter.cfg, 160, meter.cfg.vocab_size)
+  meter.read()  # a fresh interval
   meter.add({"attention_mask": np.ones((1, 160), np.int32)})
-  assert meter._flops == pytest.approx(160 * flops_per_token * 4 / 3, rel=1e-12)
+  assert meter._since_read[2] == pytest.approx(160 * flops_per_token * 4 / 3, rel=1e-12)
   before, after = out["eval_before"], out["eval_after"]
   assert before["accuracy"] == 0.0 and before["loss"] == pytest.approx(np.log(2), abs=1e-5)
   assert after["accuracy"] >= 0.75 and after["loss"] < before["loss"]

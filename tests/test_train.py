@@ -54,6 +54,10 @@ def test_every_config_runs_two_steps(name, arg, tmp_path):
   assert np.isfinite(out["eval_after"]["loss"]) and 0 <= out["eval_after"]["accuracy"] <= 1
   assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "config.json").exists()
   assert any((tmp_path / "tensorboard").iterdir())
+  # The summary's throughput is the whole run's (it once read the meter after the last logged
+  # step had reset it: 0 tokens/s and a padding share of 1).
+  tp = out["throughput"]
+  assert tp["tokens_per_s"] > 0 and 0 <= tp["padding_share"] < 1 and tp["seconds"] > 0
   if name == "regression":  # held-out per-attribute MSE beside helpfulness-implied accuracy
     attrs = c.data.attributes
     assert all(np.isfinite(out["eval_after"][f"ratings_mse_{a}"]) for a in attrs)
@@ -298,3 +302,20 @@ def test_rlhf_on_two_processes_agrees_with_one_and_one_host_logs(tmp_path):
       if not k.endswith(timing):
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-5, rtol=0, err_msg=k)
   assert (tmp_path / "two" / "checkpoints" / "2").is_dir()
+
+
+def test_throughput_meter_reads_intervals_and_totals():
+  from helpsteer_jax.models import LlamaConfig  # pylint: disable=g-import-not-at-top
+  from helpsteer_jax.training import metrics_log  # pylint: disable=g-import-not-at-top
+  meter = metrics_log.Throughput(LlamaConfig(), peak_flops=0, num_devices=1)
+  half = np.concatenate([np.ones((1, 8)), np.zeros((1, 8))], axis=1)
+  meter.add({"attention_mask": half})
+  first = meter.read()
+  assert first["tokens_per_s"] > 0 and first["padding_share"] == 0.5
+  empty = meter.read()  # nothing since: no tokens, and no padding share to speak of
+  assert empty["tokens_per_s"] == 0 and np.isnan(empty["padding_share"])
+  meter.add({"attention_mask": np.ones((1, 16))})
+  meter.read()
+  total = meter.total()  # both batches, whatever the reads in between
+  assert total["padding_share"] == pytest.approx(8 / 32)
+  assert total["tokens_per_s"] == pytest.approx(24 / total["seconds"], rel=1e-3)

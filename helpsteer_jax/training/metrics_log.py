@@ -31,7 +31,7 @@ def train_flops_per_token(cfg: LlamaConfig, seq_len: int, num_labels: int = 1) -
 
 
 class Throughput:
-  """Real (non-padding) tokens per second and MFU between two reads.
+  """Real (non-padding) tokens per second and MFU between two reads, and over the whole run.
 
   `num_labels`: the width of the model's last matmul (1 for a BT head, the vocabulary for a
   causal LM, whose head is the largest single matmul of a small model); `extra_forwards`: forward
@@ -42,28 +42,41 @@ class Throughput:
                num_labels: int = 1, extra_forwards: int = 0):
     self.cfg, self.peak, self.devices, self.labels = cfg, peak_flops, num_devices, num_labels
     self._scale = 1.0 + extra_forwards / 3.0  # a forward is a third of forward + backward
-    self._t = time.perf_counter()
-    self._tokens = self._padded = 0
-    self._flops = 0.0
+    self._start = self._t = time.perf_counter()
+    self._since_read = np.zeros(3)  # real tokens, padded tokens, model FLOPs
+    self._all = np.zeros(3)
 
   def add(self, batch: dict[str, np.ndarray]) -> None:
     mask = np.asarray(batch["attention_mask"])
-    seq_len = mask.shape[-1]
     real = int(mask.sum())
-    self._tokens += real
-    self._padded += mask.size
-    self._flops += real * train_flops_per_token(self.cfg, seq_len, self.labels) * self._scale
+    counts = np.asarray([real, mask.size,
+                         real * train_flops_per_token(self.cfg, mask.shape[-1], self.labels)
+                         * self._scale])
+    self._since_read += counts
+    self._all += counts
+
+  def _rates(self, counts: np.ndarray, seconds: float) -> dict[str, float]:
+    tokens, padded, flops = counts
+    dt = max(seconds, 1e-9)
+    out = {"tokens_per_s": tokens / dt,
+           "padding_share": 1.0 - tokens / padded if padded else float("nan"),
+           "model_tflops_per_s": flops / dt / 1e12}
+    if self.peak:
+      out["mfu"] = flops / dt / (self.peak * self.devices)
+    return out
 
   def read(self) -> dict[str, float]:
+    """Since the previous read (or the start), then starts a new interval."""
     now = time.perf_counter()
-    dt = max(now - self._t, 1e-9)
-    out = {"tokens_per_s": self._tokens / dt,
-           "padding_share": 1.0 - self._tokens / max(self._padded, 1),
-           "model_tflops_per_s": self._flops / dt / 1e12}
-    if self.peak:
-      out["mfu"] = self._flops / dt / (self.peak * self.devices)
-    self._t, self._tokens, self._padded, self._flops = now, 0, 0, 0.0
+    out = self._rates(self._since_read, now - self._t)
+    self._t, self._since_read = now, np.zeros(3)
     return out
+
+  def total(self) -> dict[str, float]:
+    """Over everything added since the meter was made, by the wall time since then (so the
+    loop's compilation, evaluations and checkpoints are in it); reads do not reset it."""
+    seconds = time.perf_counter() - self._start
+    return {**self._rates(self._all, seconds), "seconds": seconds}
 
 
 class _LinePerRefresh:
