@@ -164,6 +164,31 @@ class LoRADense(nn.Dense):
     return y + ((x @ a) @ b * jnp.asarray(self.scale, self.dtype)).astype(y.dtype)
 
 
+@jax.custom_vjp
+def scale_last_axis(x: Array, w: Array) -> Array:
+  """w * x over x's last axis, with w cast to x's dtype first (as HF's RMSNorm).
+
+  Differentiated by hand so that w's gradient, a sum over every token, is accumulated in
+  float32 and returned in w's dtype. Autodiff sums it in x's dtype: in bf16 XLA rounds after
+  every addition (inexact for thousands of tokens) and XLA:CPU runs that sum as a slow
+  windowed reduction (0.18 s of a 4.5 s bf16 train step on AMD Zen 5; benchmarks/RESULTS.md).
+  In float32 it is the same sum."""
+  return w.astype(x.dtype) * x
+
+
+def _scale_fwd(x: Array, w: Array):
+  return scale_last_axis(x, w), (x, w)
+
+
+def _scale_bwd(res, ct: Array):
+  x, w = res
+  dw = jnp.sum(ct.astype(jnp.float32) * x.astype(jnp.float32), axis=tuple(range(x.ndim - 1)))
+  return (ct * w.astype(ct.dtype)).astype(x.dtype), dw.astype(w.dtype)
+
+
+scale_last_axis.defvjp(_scale_fwd, _scale_bwd)
+
+
 class RMSNorm(nn.Module):
   """y = w * x / sqrt(mean(x^2) + eps), computed in float32 and cast back (as HF)."""
   eps: float
@@ -176,7 +201,7 @@ class RMSNorm(nn.Module):
                    (x.shape[-1],), self.param_dtype)
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return w.astype(self.dtype) * x32.astype(self.dtype)
+    return scale_last_axis(x32.astype(self.dtype), w)
 
 
 def rope_inv_freq(cfg: LlamaConfig) -> Array:
