@@ -225,18 +225,19 @@ def context(results: Path = RESULTS, figure: Optional[Path] = None) -> dict[str,
                        if "evaluated_on" in r})
   any_run = next((r for rs in runs.values() for r in rs), None)
   lora = lora_context(results, runs["ours"])
+  # ours - TRL: (the difference with its intervals, the verdict), each bootstrapped once
+  diff_hs = _compare(forms["ours"], forms["trl"], "hs_validation")
+  diff_rb = _compare(forms["ours"], forms["trl"], "rewardbench", subsets)
   parity = None
   if runs["ours"] and runs["trl"]:
     epoch = {t: float(np.mean([r["train"]["epoch_seconds"] for r in runs[t]])) / 60
              for t in TRAINERS}
     rss = {t: float(np.mean([r["train"]["peak_rss_gib"] for r in runs[t]])) for t in TRAINERS}
-    parity = {"hs": _compare(forms["ours"], forms["trl"], "hs_validation")[1],
-              "rb": _compare(forms["ours"], forms["trl"], "rewardbench", subsets)[1],
+    parity = {"hs": diff_hs[1], "rb": diff_rb[1],
               "epoch": epoch, "epoch_ratio": epoch["ours"] / epoch["trl"], "rss": rss}
   return {
       "settings": PARITY, "data": DATA, "table": table,
-      "diff_hs": _paired(forms["ours"], forms["trl"], "hs_validation"),
-      "diff_rb": _paired(forms["ours"], forms["trl"], "rewardbench", subsets),
+      "diff_hs": diff_hs[0], "diff_rb": diff_rb[0],
       "probe_hs": _paired(forms["ours"], probe, "hs_validation"),
       "probe_rb": _paired(_restrict(forms["ours"], keep), probe, "rewardbench",
                           [x for x, k in zip(subsets or [], keep or []) if k] if keep else subsets),
