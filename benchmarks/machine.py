@@ -41,7 +41,8 @@ def cpu() -> dict[str, object]:
   number = int(fields["model"]) if fields.get("model", "").isdigit() else None
   return {"model": model, "family": family, "model_number": number,
           "generation": generation(fields.get("vendor_id", ""), family, number),
-          "isa": [name for flag, name in _FLAGS.items() if flag in flags],
+          "isa": [name for flag, name in _FLAGS.items() if flag in flags]
+                 or (["AVX2"] if "avx2" in flags else []),  # an AVX2-only CPU says so
           "cores": os.cpu_count(), "kind": processor_kind(flags)}
 
 
@@ -72,7 +73,9 @@ def processor_kind(flags: set[str]) -> str:
   """The table a figure belongs in: 'AMX' (bf16 hardware), 'AVX-512 without bf16', or other."""
   if "amx_tile" in flags or "avx512_bf16" in flags:
     return "AMX" if "amx_tile" in flags else "AVX512-BF16"
-  return "AVX-512 without bf16" if "avx512f" in flags else "no AVX-512"
+  if "avx512f" in flags:
+    return "AVX-512 without bf16"
+  return "AVX2 without AVX-512" if "avx2" in flags else "no AVX-512"
 
 
 def versions() -> dict[str, str]:

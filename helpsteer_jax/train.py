@@ -20,7 +20,7 @@ import numpy as np
 from etils import epath
 from flax import linen as nn
 
-from helpsteer_jax import runs
+from helpsteer_jax import hardware, runs
 from helpsteer_jax.training import checkpoint, launch, metrics_log, trainer
 from helpsteer_jax.training.data_setup import build_data
 from helpsteer_jax.training.model_setup import select_head_columns
@@ -91,6 +91,8 @@ def train(config, workdir: str) -> dict[str, Any]:
   data = build_data(config, built.tokenizer, jax.process_index(), jax.process_count())
   log = job.log
   log.text(data.report)
+  if (note := hardware.bf16_on_cpu_note(config.model.dtype)) is not None:
+    log.text(note)
 
   # --- state: own checkpoint > init_from > pretrained > fresh
   tx = make_optimizer(config.optim)

@@ -5,6 +5,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# bf16 dots as bf16 on every processor (helpsteer_jax.hardware.bf16_dots_emulated): the same
+# programs whether or not this CPU has bf16 hardware; tests/test_hardware.py covers "widen".
+os.environ.setdefault("HELPSTEER_JAX_BF16_DOTS", "native")
 # Persistent XLA compilation cache, shared by the xdist workers and the CLI subprocesses the tests
 # start (they inherit the environment): a second run of the suite skips most compiles. Keyed by
 # the HLO, the flags and the jax/jaxlib versions, so a stale entry is never used; point

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # import its own layer or a lower one.
 LAYERS: dict[str, int] = {
     PACKAGE: 0, f"{PACKAGE}.data": 0, f"{PACKAGE}.losses": 0, f"{PACKAGE}.sharding": 0,
-    f"{PACKAGE}.distributed": 0,
+    f"{PACKAGE}.distributed": 0, f"{PACKAGE}.hardware": 0,
     f"{PACKAGE}.models": 1,
     f"{PACKAGE}.training": 2,
     f"{PACKAGE}.runs": 3, f"{PACKAGE}.model_card": 3,

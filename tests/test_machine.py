@@ -40,3 +40,10 @@ def test_this_machine_is_described():
   c = machine.cpu()
   assert set(c) >= {"model", "family", "model_number", "generation", "isa", "cores", "kind"}
   assert machine.header().split(" [")[0].startswith(str(c["model"]))
+
+
+def test_avx2_only_cpu_is_its_own_kind():
+  assert machine.processor_kind({"avx", "avx2", "fma"}) == "AVX2 without AVX-512"
+  assert machine.processor_kind({"avx2", "avx512f"}) == "AVX-512 without bf16"
+  assert machine.processor_kind({"avx2", "avx512f", "avx512_bf16"}) == "AVX512-BF16"
+  assert machine.processor_kind({"sse2"}) == "no AVX-512"
