@@ -1,7 +1,8 @@
 """helpsteer_jax.hardware: a bf16 run on a CPU without bf16 hardware is warned, and only that.
 
-On an AVX2-only AMD EPYC Zen 4 our bf16 + remat train step took 1.8x the float32 step's time
-(benchmarks/RESULTS.md), so a user who copies a bf16 config onto such a CPU is told.
+On an AVX2-only AMD EPYC Zen 4 our bf16 + remat train step took 1.2-1.4x the float32 step's
+time (1.8x before its dots were widened to float32; benchmarks/RESULTS.md), so a user who
+copies a bf16 config onto such a CPU is told.
 """
 from __future__ import annotations
 
