@@ -138,7 +138,8 @@ def _tiny_split(tmp_path, k=2):
 
 
 def test_hidden_cache_resumes_and_top_rewards_equal_the_whole_model(tmp_path):
-  from projects.finetune_small import frozen  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from projects.finetune_small import frozen
   cfg, model, params, (bcfg, tcfg, bottom, top) = _tiny_split(tmp_path)
   rng = np.random.default_rng(0)
   seqs = [rng.integers(1, 64, int(n)).astype(np.int32) for n in rng.integers(3, 150, 11)]
@@ -153,9 +154,14 @@ def test_hidden_cache_resumes_and_top_rewards_equal_the_whole_model(tmp_path):
   with pytest.raises(ValueError, match="computed for other sequences"):
     again(seqs[::-1], log=None)
   got = frozen.rewards(tcfg, top, hidden, np.arange(11), batch_size=4)
+  # The whole model on the sequences right-padded into one batch: one compiled program (called
+  # eagerly once per length, model.apply took 27 s here).
+  ids = np.zeros((len(seqs), max(map(len, seqs))), np.int32)
+  mask = np.zeros_like(ids)
   for i, s in enumerate(seqs):
-    want = model.apply({"params": params}, s[None], np.ones((1, len(s)), np.int32))
-    np.testing.assert_allclose(got[i], np.asarray(want)[0], atol=1e-5)  # float32 both ways
+    ids[i, :len(s)], mask[i, :len(s)] = s, 1
+  want = jax.jit(model.apply)({"params": params}, ids, mask)
+  np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)  # float32 both ways
 
 
 def test_train_top_learns_a_separable_preference(tmp_path):
