@@ -11,6 +11,8 @@ import importlib.metadata
 import os
 import platform
 
+from helpsteer_jax import hardware
+
 # /proc/cpuinfo flag -> what the table calls it. bf16 hardware (AVX512-BF16, AMX) is what makes
 # bf16 dots fast on XLA:CPU and oneDNN; without it a bf16 matmul is emulated through float32.
 _FLAGS = {"avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx512_bf16": "AVX512-BF16",
@@ -22,21 +24,9 @@ def cpu() -> dict[str, object]:
   """Model name, family and model numbers (with the core generation where known), the ISA
   extensions that matter here, and the core count (Linux /proc/cpuinfo). A VM's model name can
   hide the generation ("AMD EPYC"): the family and model numbers do not."""
-  model, flags, fields = platform.processor() or "unknown", set(), {}
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name":
-          model = value.strip()
-        elif key in ("vendor_id", "cpu family", "model"):
-          fields[key] = value.strip()
-        elif key == "flags":
-          flags = set(value.split())
-          break
-  except OSError:
-    pass
+  fields = hardware.cpu_info()
+  model = fields.get("model name") or platform.processor() or "unknown"
+  flags = hardware.cpu_flags() or frozenset()
   family = int(fields["cpu family"]) if fields.get("cpu family", "").isdigit() else None
   number = int(fields["model"]) if fields.get("model", "").isdigit() else None
   return {"model": model, "family": family, "model_number": number,
@@ -69,7 +59,7 @@ def generation(vendor: str, family: int | None, number: int | None) -> str | Non
   return None
 
 
-def processor_kind(flags: set[str]) -> str:
+def processor_kind(flags: set[str] | frozenset[str]) -> str:
   """The table a figure belongs in: 'AMX' (bf16 hardware), 'AVX-512 without bf16', or other."""
   if "amx_tile" in flags or "avx512_bf16" in flags:
     return "AMX" if "amx_tile" in flags else "AVX512-BF16"

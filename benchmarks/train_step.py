@@ -136,6 +136,22 @@ def _config(impl: str):
   elif impl == "jax_bf16_remat_proj_f32res":
     cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate",
                       remat_policy="projections", residual_dtype="float32")
+  return _model_overrides(cfg, os.environ.get("BENCH_MODEL", ""))
+
+
+def _model_overrides(cfg, spec: str):
+  """cfg with the "field=value;..." of `spec` (e.g. $BENCH_MODEL through a row's "@" settings:
+  `jax_fp32@BENCH_MODEL=attention_causal_block=128`), each value parsed as its field's type."""
+  for item in filter(None, spec.split(";")):
+    name, _, value = item.partition("=")
+    current = getattr(cfg, name)  # AttributeError: no such field
+    if isinstance(current, bool):
+      parsed = value.lower() in ("1", "true")
+    elif current is None:
+      parsed = None if value == "None" else value
+    else:
+      parsed = type(current)(value)
+    cfg = cfg.replace(**{name: parsed})
   return cfg
 
 

@@ -21,17 +21,26 @@ BF16_DOTS_ENV = "HELPSTEER_JAX_BF16_DOTS"
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
-  """The first processor's ISA flags from a Linux cpuinfo file; None where there is none."""
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
+  """The first processor's fields ("model name", "cpu family", "flags", ...) from a Linux cpuinfo
+  file; empty where there is none."""
+  fields: dict[str, str] = {}
   try:
     with open(path, encoding="utf-8") as f:
       for line in f:
+        if not line.strip():
+          break  # the blank line after the first processor
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-          return frozenset(value.split())
+        fields.setdefault(key.strip(), value.strip())
   except OSError:
     pass
-  return None
+  return fields
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+  """The first processor's ISA flags from a Linux cpuinfo file; None where there is none."""
+  flags = cpu_info(path).get("flags")
+  return None if flags is None else frozenset(flags.split())
 
 
 def bf16_dots_emulated() -> bool:

@@ -36,8 +36,8 @@ from helpsteer_jax.training.tasks import task_for
 
 # The config fields a run may set on any model (not written to Hugging Face configs).
 RUNTIME = ("dtype", "residual_dtype", "remat_policy", "scan_layers", "attention_impl",
-           "low_precision_dots", "projection_vjp", "attention_vjp", "activation_vjp", "lora_rank",
-           "lora_alpha", "lora_targets")
+           "attention_causal_block", "low_precision_dots", "projection_vjp", "attention_vjp",
+           "activation_vjp", "lora_rank", "lora_alpha", "lora_targets")
 
 
 @dataclasses.dataclass(frozen=True)

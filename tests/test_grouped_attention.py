@@ -42,15 +42,63 @@ def test_forward_and_gradients_match_xla(mask_name, dtype, tol, vjp):
                                atol=10 * tol, rtol=10 * tol)
 
 
+@pytest.mark.parametrize("block", [0, 4])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_backward_keeps_no_score_sized_tensor(dtype):
+def test_backward_keeps_no_score_sized_tensor(dtype, block):
   """The VJP's residuals (the leaves of the function jax.vjp returns) hold nothing of the
   [B, heads, T, S] score size: the probabilities are recomputed from q, k and the softmax's row
   statistics. Autodiff kept two such float32 tensors per layer."""
   b, t, h, kv, d = 3, 16, 6, 2, 4  # a score tensor (b*h*t*t = 4608) outsizes q, k, v (<= 1152)
   q, k, v = _qkv(dtype, b=b, t=t, h=h, kv=kv, d=d)
   mask = attention_mask_4d(jnp.ones((b, t), jnp.int32))
-  _, vjp = jax.vjp(lambda q, k, v: grouped_attention(q, k, v, mask, 0.5), q, k, v)
+  _, vjp = jax.vjp(lambda q, k, v: grouped_attention(q, k, v, mask, 0.5, causal_block=block),
+                   q, k, v)
   sizes = [x.size for x in jax.tree_util.tree_leaves(vjp)
            if jnp.issubdtype(x.dtype, jnp.floating)]
   assert sizes and max(sizes) < b * h * t * t, sizes
+  # Query blocks save the same tensors as one block, not a slice of k and v per block.
+  _, whole = jax.vjp(lambda q, k, v: grouped_attention(q, k, v, mask, 0.5), q, k, v)
+  assert sum(x.size for x in jax.tree_util.tree_leaves(vjp)) == sum(
+      x.size for x in jax.tree_util.tree_leaves(whole))
+
+
+@pytest.mark.parametrize("mask_name", ["padded", "packed"])
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_causal_blocks_match_xla(mask_name, dtype, tol):
+  """Query blocks of 3 over 10 tokens (blocks 3, 3, 3, 1), each against the keys up to its end:
+  the same outputs and gradients as the whole score matrix, with the tolerances above."""
+  q, k, v = _qkv(dtype)
+  mask = _masks()[mask_name]
+  ref = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.35,
+                                                     implementation="xla")
+  ours = lambda q, k, v: grouped_attention(q, k, v, mask, 0.35, causal_block=3)
+  np.testing.assert_allclose(np.asarray(ours(q, k, v), np.float32),
+                             np.asarray(ref(q, k, v), np.float32), atol=tol, rtol=tol)
+  cot = jax.random.normal(jax.random.PRNGKey(5), q.shape, dtype)
+  loss = lambda f: lambda *a: jnp.sum((f(*a) * cot).astype(jnp.float32))
+  for ga, gb in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(ref), (0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(np.asarray(ga, np.float32), np.asarray(gb, np.float32),
+                               atol=10 * tol, rtol=10 * tol)
+
+
+def test_causal_blocks_skip_the_scores_above_the_diagonal():
+  """Compiled FLOPs at 64 tokens in blocks of 16: the score and probability dots cover 10 of
+  the 16 blocks of 16 x 16 (1 + 2 + 3 + 4), so the program does fewer FLOPs than one block."""
+  q, k, v = _qkv(jnp.float32, b=2, t=64, h=4, kv=2, d=16)
+  mask = attention_mask_4d(jnp.ones((2, 64), jnp.int32))
+  flops = {}
+  for block in (0, 16):
+    fn = jax.jit(lambda q, k, v, block=block: grouped_attention(q, k, v, mask, 0.25,
+                                                                causal_block=block))
+    flops[block] = fn.lower(q, k, v).compile().cost_analysis()["flops"]
+  # dots: 2 x (2 * b * h * T * S * d) = 2 * 2 * 2 * 4 * 64 * 64 * 16 = 2.1 MFLOP in one block
+  assert flops[16] < 0.75 * flops[0], flops
+
+
+def test_causal_blocks_refuse_a_mask_that_sees_later_keys():
+  """Blocks would drop the keys after each block's end: such a mask gives NaN, not a wrong
+  number. The same mask without blocks is computed as given."""
+  q, k, v = _qkv(jnp.float32)
+  mask = jnp.ones((3, 1, 10, 10), bool)  # bidirectional
+  assert np.isnan(np.asarray(grouped_attention(q, k, v, mask, 0.35, causal_block=3))).all()
+  assert np.isfinite(np.asarray(grouped_attention(q, k, v, mask, 0.35))).all()

@@ -288,7 +288,7 @@ def causal_padded_attention(q: Array, k: Array, v: Array, mask_b1tt: Array, scal
 
 
 def grouped_attention(q_bthd: Array, k_bskd: Array, v_bskd: Array, mask_b1ts: Array,
-                      scale: float, vjp: str = "recompute") -> Array:
+                      scale: float, vjp: str = "recompute", causal_block: int = 0) -> Array:
   """Grouped-query attention as two batched dots in [batch, kv_heads, group * T, ...] layout.
 
   The same numbers as jax.nn.dot_product_attention's XLA path (softmax in float32, masked
@@ -305,23 +305,73 @@ def grouped_attention(q_bthd: Array, k_bskd: Array, v_bskd: Array, mask_b1ts: Ar
   scan stacks for all layers (1.1 GB at 8 x 256 tokens on SmolLM2, zero-filled, then written
   layer by layer); the recomputation costs one more q.k dot, a few percent of the layer's FLOPs.
   `vjp="autodiff"` leaves the backward to JAX (config.attention_vjp; for comparison).
+
+  `causal_block` > 0 (config.attention_causal_block; self-attention only, T == S) splits the
+  queries into blocks of that many tokens (more where T would need over MAX_CAUSAL_BLOCKS), each
+  scored against the keys up to its own end: the score blocks above the diagonal, all masked, are
+  never computed (at 512 tokens in 8 blocks of 64, 36 of the 64 blocks are; at long T the saving
+  tends to half), and each block's scores are a fraction of the whole. Exact for any mask
+  in which no query sees a later key, as every mask this module builds for a forward pass is
+  (causal padding and packed segments); any other mask makes the output NaN.
   """
   b, t, h, d = q_bthd.shape
   kv = k_bskd.shape[2]
   g = h // kv
-  q = q_bthd.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, d)
+  q = q_bthd.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4)  # [B, kv, g, T, d]
   k = k_bskd.transpose(0, 2, 1, 3)  # [B, kv, S, d]
   v = v_bskd.transpose(0, 2, 1, 3)
+  s = k.shape[2]
+  # Query blocks [start, end): block i against keys [0, end) only, when the mask is causal.
+  blocks = ((0, t),)
+  if causal_block and t == s and t > causal_block:
+    size = max(causal_block, -(-t // MAX_CAUSAL_BLOCKS))
+    blocks = tuple((i, min(i + size, t)) for i in range(0, t, size))
   if vjp == "recompute":
-    out = _grouped_core(q, k, v, mask_b1ts, scale)  # [B, kv, g * T, d]
+    out = _grouped_core(q, k, v, mask_b1ts, scale, blocks)  # [B, kv, g, T, d]
   else:  # jax.nn.softmax (its own JVP), everything else to autodiff
-    probs = jax.nn.softmax(_grouped_scores(q, k, mask_b1ts, scale), axis=-1)
-    probs = probs.astype(v.dtype).reshape(*q.shape[:3], k.shape[2])
-    out = _dot(probs, v, (((3,), (2,)), _BATCH))
-  return out.reshape(b, kv, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+    outs = []
+    for start, end in blocks:
+      q_blk, k_blk, v_blk, mask_blk = _block(q, k, v, mask_b1ts, start, end)
+      probs = jax.nn.softmax(_grouped_scores(q_blk, k_blk, mask_blk, scale), axis=-1)
+      probs = probs.astype(v.dtype).reshape(*q_blk.shape[:3], end)
+      outs.append(_dot(probs, v_blk, (((3,), (2,)), _BATCH)).reshape(b, kv, g, end - start, d))
+    out = _concat_queries(outs)
+  out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+  if len(blocks) == 1:
+    return out
+  # A mask in which some query sees a later key gives NaN (the run's non-finite guard stops it)
+  # instead of silently dropping those keys.
+  # (Added as a scalar, which the backward needs nothing saved for.)
+  sees_later = jnp.any(mask_b1ts & (jnp.arange(s)[None, :] > jnp.arange(t)[:, None]))
+  return out + jnp.where(sees_later, jnp.nan, 0).astype(out.dtype)
 
 
 _BATCH = ((0, 1), (0, 1))  # dot_general batch dimensions: [B, kv]
+# Query blocks of causal grouped attention: 8 compute 36 / 64 of the score matrix (56%); more
+# would approach half, at more, smaller dots in every layer's program.
+MAX_CAUSAL_BLOCKS = 8
+
+
+def _queries(x5: Array, start: int, end: int) -> Array:
+  """Query rows start..end-1 of [B, kv, g, T, d] as [B, kv, g * block, d]."""
+  b, kv, g, _, d = x5.shape
+  return x5[:, :, :, start:end].reshape(b, kv, g * (end - start), d)
+
+
+def _block(q5: Array, k: Array, v: Array, mask_b1ts: Array, start: int, end: int):
+  """A query block's q [B, kv, g * block, d], and the keys, values and mask up to its end."""
+  return (_queries(q5, start, end), k[:, :, :end], v[:, :, :end],
+          mask_b1ts[:, :, start:end, :end])
+
+
+def _concat_queries(parts: list[Array]) -> Array:
+  """Per-block [B, kv, g, block, ...] tensors joined along the query axis."""
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=3)
+
+
+def _pad_keys(x: Array, s: int) -> Array:
+  """A block's key-side gradient [B, kv, end, d], zero-padded to all S keys."""
+  return x if x.shape[2] == s else jnp.pad(x, ((0, 0), (0, 0), (0, s - x.shape[2]), (0, 0)))
 
 
 def _grouped_scores(q: Array, k: Array, mask_b1ts: Array, scale: float) -> Array:
@@ -339,33 +389,51 @@ def _grouped_probs(scores: Array, row_max: Array, row_sum: Array) -> Array:
   return jnp.exp(scores - row_max) / row_sum
 
 
-def _grouped_core_fwd(q: Array, k: Array, v: Array, mask_b1ts: Array, scale: float):
-  scores = _grouped_scores(q, k, mask_b1ts, scale)
-  row_max = jnp.max(scores, axis=-1, keepdims=True)
-  row_sum = jnp.sum(jnp.exp(scores - row_max), axis=-1, keepdims=True)
-  probs = _grouped_probs(scores, row_max, row_sum).astype(v.dtype).reshape(
-      *q.shape[:3], k.shape[2])
-  out = _dot(probs, v, (((3,), (2,)), _BATCH))
-  return out, (q, k, v, mask_b1ts, row_max, row_sum)
+def _grouped_core_fwd(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: float, blocks):
+  outs, maxes, sums = [], [], []
+  for start, end in blocks:
+    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end)
+    scores = _grouped_scores(q, k_blk, mask, scale)
+    row_max = jnp.max(scores, axis=-1, keepdims=True)
+    row_sum = jnp.sum(jnp.exp(scores - row_max), axis=-1, keepdims=True)
+    probs = _grouped_probs(scores, row_max, row_sum).astype(v.dtype).reshape(*q.shape[:3], end)
+    outs.append(_dot(probs, v_blk, (((3,), (2,)), _BATCH)).reshape(scores.shape[:4] + (-1,)))
+    maxes.append(row_max)
+    sums.append(row_sum)
+  # Saved: the whole q, k, v and mask and the row statistics, whatever the blocks.
+  return _concat_queries(outs), (q5, k, v, mask_b1ts, _concat_queries(maxes),
+                                 _concat_queries(sums))
 
 
-def _grouped_core_bwd(scale: float, res, d_out: Array):
-  q, k, v, mask_b1ts, row_max, row_sum = res
-  probs = _grouped_probs(_grouped_scores(q, k, mask_b1ts, scale), row_max, row_sum)
-  p = probs.reshape(*q.shape[:3], k.shape[2])  # float32 [B, kv, g * T, S]
-  d_v = _dot(p.astype(v.dtype), d_out, (((2,), (2,)), _BATCH), jnp.float32).astype(v.dtype)
-  d_p = _dot(d_out, v, (((3,), (3,)), _BATCH), jnp.float32)
-  d_p = d_p.astype(v.dtype).astype(jnp.float32)  # the cotangent of the bf16 (v.dtype) probs
-  # softmax's VJP, then the scale; masked entries have p = 0, so their score gradient is 0.
-  d_s = p * (d_p - jnp.sum(d_p * p, axis=-1, keepdims=True)) * jnp.float32(scale)
-  d_q = jax.lax.dot_general(d_s, k.astype(jnp.float32), (((3,), (2,)), _BATCH)).astype(q.dtype)
-  d_k = jax.lax.dot_general(d_s, q.astype(jnp.float32), (((2,), (2,)), _BATCH)).astype(k.dtype)
-  return d_q, d_k, d_v, None
+def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
+  q5, k, v, mask_b1ts, row_max, row_sum = res
+  s = k.shape[2]
+  d_q, d_k, d_v = [], None, None
+  for start, end in blocks:
+    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end)
+    d_out = _queries(d_out5, start, end)
+    probs = _grouped_probs(_grouped_scores(q, k_blk, mask, scale),
+                           row_max[:, :, :, start:end], row_sum[:, :, :, start:end])
+    p = probs.reshape(*q.shape[:3], end)  # float32 [B, kv, g * block, end]
+    d_v_blk = _dot(p.astype(v.dtype), d_out, (((2,), (2,)), _BATCH), jnp.float32)
+    d_p = _dot(d_out, v_blk, (((3,), (3,)), _BATCH), jnp.float32)
+    d_p = d_p.astype(v.dtype).astype(jnp.float32)  # the cotangent of the bf16 (v.dtype) probs
+    # softmax's VJP, then the scale; masked entries have p = 0, so their score gradient is 0.
+    d_s = p * (d_p - jnp.sum(d_p * p, axis=-1, keepdims=True)) * jnp.float32(scale)
+    d_q.append(jax.lax.dot_general(d_s, k_blk.astype(jnp.float32), (((3,), (2,)), _BATCH))
+               .astype(q.dtype).reshape(probs.shape[:4] + (-1,)))
+    d_k_blk = jax.lax.dot_general(d_s, q.astype(jnp.float32), (((2,), (2,)), _BATCH))
+    # Key-side gradients summed over the blocks in float32, cast once.
+    d_k = _pad_keys(d_k_blk, s) + (0 if d_k is None else d_k)
+    d_v = _pad_keys(d_v_blk, s) + (0 if d_v is None else d_v)
+  return _concat_queries(d_q), d_k.astype(k.dtype), d_v.astype(v.dtype), None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _grouped_core(q: Array, k: Array, v: Array, mask_b1ts: Array, scale: float) -> Array:
-  return _grouped_core_fwd(q, k, v, mask_b1ts, scale)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _grouped_core(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: float,
+                  blocks: tuple[tuple[int, int], ...]) -> Array:
+  """Attention [B, kv, g, T, d] of q5 [B, kv, g, T, d] over k, v [B, kv, S, d], by query blocks."""
+  return _grouped_core_fwd(q5, k, v, mask_b1ts, scale, blocks)[0]
 
 
 _grouped_core.defvjp(_grouped_core_fwd, _grouped_core_bwd)
@@ -394,7 +462,8 @@ class LlamaAttention(nn.Module):
       cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
       k, v = cached_k.value, cached_v.value
     if cfg.attention_impl == "grouped":  # any mask, cached decoding included
-      out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5, cfg.attention_vjp)
+      out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5, cfg.attention_vjp,
+                              cfg.attention_causal_block if cache_index is None else 0)
     elif cfg.attention_impl == "cudnn" and cache_index is None:
       out = causal_padded_attention(q, k, v, mask_b1tt, hd ** -0.5, "cudnn")
     else:  # decoding (t new queries over S cached slots) keeps its mask, on XLA under "cudnn"
