@@ -102,3 +102,20 @@ def test_causal_blocks_refuse_a_mask_that_sees_later_keys():
   mask = jnp.ones((3, 1, 10, 10), bool)  # bidirectional
   assert np.isnan(np.asarray(grouped_attention(q, k, v, mask, 0.35, causal_block=3))).all()
   assert np.isfinite(np.asarray(grouped_attention(q, k, v, mask, 0.35))).all()
+
+
+@pytest.mark.parametrize("block", [0, 3])
+def test_fewer_queries_than_keys_see_every_key(block):
+  """Cached decoding's shape: 4 new queries at slots 6..9 over 10 cached keys. Every query sees
+  all its keys (no query blocks apply when T != S); outputs and gradients as XLA's."""
+  q = _qkv(jnp.float32, t=4)[0]
+  _, k, v = _qkv(jnp.float32)
+  rows = jnp.asarray([[1] * 10, [1] * 6 + [0] * 4, [0] * 3 + [1] * 7], jnp.int32)
+  mask = attention_mask_4d(rows)[:, :, 6:]  # the last 4 query rows of the full mask
+  ref = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.35,
+                                                     implementation="xla")
+  ours = lambda q, k, v: grouped_attention(q, k, v, mask, 0.35, causal_block=block)
+  np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=1e-6, rtol=1e-6)
+  loss = lambda f: lambda *a: jnp.sum(f(*a) ** 2)
+  for ga, gb in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(ref), (0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(ga, gb, atol=1e-5, rtol=1e-5)

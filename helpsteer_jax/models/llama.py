@@ -321,19 +321,20 @@ def grouped_attention(q_bthd: Array, k_bskd: Array, v_bskd: Array, mask_b1ts: Ar
   k = k_bskd.transpose(0, 2, 1, 3)  # [B, kv, S, d]
   v = v_bskd.transpose(0, 2, 1, 3)
   s = k.shape[2]
-  # Query blocks [start, end): block i against keys [0, end) only, when the mask is causal.
-  blocks = ((0, t),)
+  # Blocks (query start, query end, key end): one of all T queries against all S keys, or, for
+  # causal self-attention, queries [start, end) against keys [0, end).
+  blocks = ((0, t, s),)
   if causal_block and t == s and t > causal_block:
     size = max(causal_block, -(-t // MAX_CAUSAL_BLOCKS))
-    blocks = tuple((i, min(i + size, t)) for i in range(0, t, size))
+    blocks = tuple((i, min(i + size, t), min(i + size, t)) for i in range(0, t, size))
   if vjp == "recompute":
     out = _grouped_core(q, k, v, mask_b1ts, scale, blocks)  # [B, kv, g, T, d]
   else:  # jax.nn.softmax (its own JVP), everything else to autodiff
     outs = []
-    for start, end in blocks:
-      q_blk, k_blk, v_blk, mask_blk = _block(q, k, v, mask_b1ts, start, end)
+    for start, end, keys in blocks:
+      q_blk, k_blk, v_blk, mask_blk = _block(q, k, v, mask_b1ts, start, end, keys)
       probs = jax.nn.softmax(_grouped_scores(q_blk, k_blk, mask_blk, scale), axis=-1)
-      probs = probs.astype(v.dtype).reshape(*q_blk.shape[:3], end)
+      probs = probs.astype(v.dtype).reshape(*q_blk.shape[:3], keys)
       outs.append(_dot(probs, v_blk, (((3,), (2,)), _BATCH)).reshape(b, kv, g, end - start, d))
     out = _concat_queries(outs)
   out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
@@ -358,10 +359,10 @@ def _queries(x5: Array, start: int, end: int) -> Array:
   return x5[:, :, :, start:end].reshape(b, kv, g * (end - start), d)
 
 
-def _block(q5: Array, k: Array, v: Array, mask_b1ts: Array, start: int, end: int):
-  """A query block's q [B, kv, g * block, d], and the keys, values and mask up to its end."""
-  return (_queries(q5, start, end), k[:, :, :end], v[:, :, :end],
-          mask_b1ts[:, :, start:end, :end])
+def _block(q5: Array, k: Array, v: Array, mask_b1ts: Array, start: int, end: int, keys: int):
+  """A query block's q [B, kv, g * block, d], and the first `keys` keys, values and mask columns."""
+  return (_queries(q5, start, end), k[:, :, :keys], v[:, :, :keys],
+          mask_b1ts[:, :, start:end, :keys])
 
 
 def _concat_queries(parts: list[Array]) -> Array:
@@ -370,7 +371,7 @@ def _concat_queries(parts: list[Array]) -> Array:
 
 
 def _pad_keys(x: Array, s: int) -> Array:
-  """A block's key-side gradient [B, kv, end, d], zero-padded to all S keys."""
+  """A block's key-side gradient [B, kv, keys, d], zero-padded to all S keys."""
   return x if x.shape[2] == s else jnp.pad(x, ((0, 0), (0, 0), (0, s - x.shape[2]), (0, 0)))
 
 
@@ -391,12 +392,12 @@ def _grouped_probs(scores: Array, row_max: Array, row_sum: Array) -> Array:
 
 def _grouped_core_fwd(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: float, blocks):
   outs, maxes, sums = [], [], []
-  for start, end in blocks:
-    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end)
+  for start, end, keys in blocks:
+    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end, keys)
     scores = _grouped_scores(q, k_blk, mask, scale)
     row_max = jnp.max(scores, axis=-1, keepdims=True)
     row_sum = jnp.sum(jnp.exp(scores - row_max), axis=-1, keepdims=True)
-    probs = _grouped_probs(scores, row_max, row_sum).astype(v.dtype).reshape(*q.shape[:3], end)
+    probs = _grouped_probs(scores, row_max, row_sum).astype(v.dtype).reshape(*q.shape[:3], keys)
     outs.append(_dot(probs, v_blk, (((3,), (2,)), _BATCH)).reshape(scores.shape[:4] + (-1,)))
     maxes.append(row_max)
     sums.append(row_sum)
@@ -409,12 +410,12 @@ def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
   q5, k, v, mask_b1ts, row_max, row_sum = res
   s = k.shape[2]
   d_q, d_k, d_v = [], None, None
-  for start, end in blocks:
-    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end)
+  for start, end, keys in blocks:
+    q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end, keys)
     d_out = _queries(d_out5, start, end)
     probs = _grouped_probs(_grouped_scores(q, k_blk, mask, scale),
                            row_max[:, :, :, start:end], row_sum[:, :, :, start:end])
-    p = probs.reshape(*q.shape[:3], end)  # float32 [B, kv, g * block, end]
+    p = probs.reshape(*q.shape[:3], keys)  # float32 [B, kv, g * block, keys]
     d_v_blk = _dot(p.astype(v.dtype), d_out, (((2,), (2,)), _BATCH), jnp.float32)
     d_p = _dot(d_out, v_blk, (((3,), (3,)), _BATCH), jnp.float32)
     d_p = d_p.astype(v.dtype).astype(jnp.float32)  # the cotangent of the bf16 (v.dtype) probs
@@ -431,7 +432,7 @@ def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
 def _grouped_core(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: float,
-                  blocks: tuple[tuple[int, int], ...]) -> Array:
+                  blocks: tuple[tuple[int, int, int], ...]) -> Array:
   """Attention [B, kv, g, T, d] of q5 [B, kv, g, T, d] over k, v [B, kv, S, d], by query blocks."""
   return _grouped_core_fwd(q5, k, v, mask_b1ts, scale, blocks)[0]
 
