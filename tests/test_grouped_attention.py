@@ -32,12 +32,19 @@ def test_forward_and_gradients_match_xla(mask_name, dtype, tol, vjp):
   ours = lambda q, k, v: grouped_attention(q, k, v, mask, 0.35, vjp)
   # tol: float32 results agree to rounding (1e-6); bf16 outputs carry 8 significant bits, so
   # the two orders of the same bf16 sums differ by up to a few bf16 steps of values ~1 (1e-2).
-  np.testing.assert_allclose(np.asarray(ours(q, k, v), np.float32),
-                             np.asarray(ref(q, k, v), np.float32), atol=tol, rtol=tol)
+  _compare(ours, ref, q, k, v, dtype, tol)
+
+
+def _compare(ours, ref, q, k, v, dtype, tol):
+  """Outputs within tol and gradients within 10 x tol, both sides jitted (one compiled program
+  each instead of an eager dispatch per operation)."""
+  np.testing.assert_allclose(np.asarray(jax.jit(ours)(q, k, v), np.float32),
+                             np.asarray(jax.jit(ref)(q, k, v), np.float32), atol=tol, rtol=tol)
   cot = jax.random.normal(jax.random.PRNGKey(5), q.shape, dtype)
   loss = lambda f: lambda *a: jnp.sum((f(*a) * cot).astype(jnp.float32))
+  grad = lambda f: jax.jit(jax.grad(loss(f), (0, 1, 2)))
   # Gradients sum over queries and group heads: 10x the output tolerance.
-  for ga, gb in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(ref), (0, 1, 2))(q, k, v)):
+  for ga, gb in zip(grad(ours)(q, k, v), grad(ref)(q, k, v)):
     np.testing.assert_allclose(np.asarray(ga, np.float32), np.asarray(gb, np.float32),
                                atol=10 * tol, rtol=10 * tol)
 
@@ -72,13 +79,7 @@ def test_causal_blocks_match_xla(mask_name, dtype, tol):
   ref = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.35,
                                                      implementation="xla")
   ours = lambda q, k, v: grouped_attention(q, k, v, mask, 0.35, causal_block=3)
-  np.testing.assert_allclose(np.asarray(ours(q, k, v), np.float32),
-                             np.asarray(ref(q, k, v), np.float32), atol=tol, rtol=tol)
-  cot = jax.random.normal(jax.random.PRNGKey(5), q.shape, dtype)
-  loss = lambda f: lambda *a: jnp.sum((f(*a) * cot).astype(jnp.float32))
-  for ga, gb in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(ref), (0, 1, 2))(q, k, v)):
-    np.testing.assert_allclose(np.asarray(ga, np.float32), np.asarray(gb, np.float32),
-                               atol=10 * tol, rtol=10 * tol)
+  _compare(ours, ref, q, k, v, dtype, tol)
 
 
 def test_causal_blocks_skip_the_scores_above_the_diagonal():
@@ -115,7 +116,4 @@ def test_fewer_queries_than_keys_see_every_key(block):
   ref = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.35,
                                                      implementation="xla")
   ours = lambda q, k, v: grouped_attention(q, k, v, mask, 0.35, causal_block=block)
-  np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=1e-6, rtol=1e-6)
-  loss = lambda f: lambda *a: jnp.sum(f(*a) ** 2)
-  for ga, gb in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(ref), (0, 1, 2))(q, k, v)):
-    np.testing.assert_allclose(ga, gb, atol=1e-5, rtol=1e-5)
+  _compare(ours, ref, q, k, v, jnp.float32, 1e-6)
