@@ -37,6 +37,7 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
   return fields
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
   """The first processor's ISA flags from a Linux cpuinfo file; None where there is none."""
   flags = cpu_info(path).get("flags")
@@ -55,9 +56,12 @@ def bf16_dots_emulated() -> bool:
     raise ValueError(f"${BF16_DOTS_ENV}={choice!r}: expected auto, native or widen")
   if choice != "auto":
     return choice == "widen"
-  flags = cpu_flags()
-  return (jax.default_backend() == "cpu" and flags is not None
-          and not any(f in flags for f in BF16_FLAGS))
+  return jax.default_backend() == "cpu" and _lacks_bf16_hardware(cpu_flags())
+
+
+def _lacks_bf16_hardware(flags: frozenset[str] | None) -> bool:
+  """Known flags without any that give native bf16 dots (unknown flags: we do not guess)."""
+  return flags is not None and not any(f in flags for f in BF16_FLAGS)
 
 
 def bf16_on_cpu_note(dtype: str, backend: str | None = None,
@@ -68,9 +72,7 @@ def bf16_on_cpu_note(dtype: str, backend: str | None = None,
   """
   backend = backend or jax.default_backend()
   flags = cpu_flags() if flags is None else flags
-  if str(dtype) != "bfloat16" or backend != "cpu" or flags is None:
-    return None
-  if any(f in flags for f in BF16_FLAGS):
+  if str(dtype) != "bfloat16" or backend != "cpu" or not _lacks_bf16_hardware(flags):
     return None
   return ("warning: model.dtype=bfloat16 on a CPU without bf16 hardware (no AVX512-BF16 or AMX "
           "in /proc/cpuinfo): bf16 arithmetic is emulated through float32, and on such a CPU our "

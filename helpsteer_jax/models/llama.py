@@ -409,7 +409,7 @@ def _grouped_core_fwd(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: fl
 def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
   q5, k, v, mask_b1ts, row_max, row_sum = res
   s = k.shape[2]
-  d_q, d_k, d_v = [], None, None
+  d_q, d_ks, d_vs = [], [], []
   for start, end, keys in blocks:
     q, k_blk, v_blk, mask = _block(q5, k, v, mask_b1ts, start, end, keys)
     d_out = _queries(d_out5, start, end)
@@ -423,10 +423,10 @@ def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
     d_s = p * (d_p - jnp.sum(d_p * p, axis=-1, keepdims=True)) * jnp.float32(scale)
     d_q.append(jax.lax.dot_general(d_s, k_blk.astype(jnp.float32), (((3,), (2,)), _BATCH))
                .astype(q.dtype).reshape(probs.shape[:4] + (-1,)))
-    d_k_blk = jax.lax.dot_general(d_s, q.astype(jnp.float32), (((2,), (2,)), _BATCH))
-    # Key-side gradients summed over the blocks in float32, cast once.
-    d_k = _pad_keys(d_k_blk, s) + (0 if d_k is None else d_k)
-    d_v = _pad_keys(d_v_blk, s) + (0 if d_v is None else d_v)
+    d_ks.append(jax.lax.dot_general(d_s, q.astype(jnp.float32), (((2,), (2,)), _BATCH)))
+    d_vs.append(d_v_blk)
+  # Key-side gradients summed over the blocks in float32, cast once.
+  d_k, d_v = (sum(_pad_keys(x, s) for x in parts) for parts in (d_ks, d_vs))
   return _concat_queries(d_q), d_k.astype(k.dtype), d_v.astype(v.dtype), None
 
 
