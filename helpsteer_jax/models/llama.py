@@ -445,15 +445,22 @@ class LlamaAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array,
-               cache_index: Array | None = None) -> Array:
+               cache_index: Array | None = None, read_bk: Array | None = None) -> Array:
+    """Attention output [B, T, D]; with `read_bk` [B, K], of the queries at those positions
+    only ([B, K, D]): keys and values still come from every position."""
     cfg = self.cfg
     b, t, _ = x_btd.shape
     h, kv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    q = _dense(h * hd, ("embed", "heads"), cfg, "q_proj")(x_btd).reshape(b, t, h, hd)
+    x_q, positions_q = x_btd, positions_bt
+    if read_bk is not None:
+      x_q, positions_q = rows(x_btd, read_bk), rows(positions_bt, read_bk)
+      mask_b1tt = jnp.take_along_axis(mask_b1tt, read_bk[:, None, :, None], axis=2)
+    tq = x_q.shape[1]
+    q = _dense(h * hd, ("embed", "heads"), cfg, "q_proj")(x_q).reshape(b, tq, h, hd)
     k = _dense(kv * hd, ("embed", "kv_heads"), cfg, "k_proj")(x_btd).reshape(b, t, kv, hd)
     v = _dense(kv * hd, ("embed", "kv_heads"), cfg, "v_proj")(x_btd).reshape(b, t, kv, hd)
     inv_freq = rope_inv_freq(cfg)
-    q, k = apply_rope(q, positions_bt, inv_freq), apply_rope(k, positions_bt, inv_freq)
+    q, k = apply_rope(q, positions_q, inv_freq), apply_rope(k, positions_bt, inv_freq)
     if cache_index is not None:  # decoding: keys/values of all S slots live in the cache
       s = mask_b1tt.shape[-1]
       cached_k = self.variable("cache", "key", jnp.zeros, (b, s, kv, hd), k.dtype)
@@ -462,16 +469,23 @@ class LlamaAttention(nn.Module):
       cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, start)
       cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
       k, v = cached_k.value, cached_v.value
+    self_attention = cache_index is None and read_bk is None  # query i at position i
     if cfg.attention_impl == "grouped":  # any mask, cached decoding included
       out = grouped_attention(q, k, v, mask_b1tt, hd ** -0.5, cfg.attention_vjp,
-                              cfg.attention_causal_block if cache_index is None else 0)
-    elif cfg.attention_impl == "cudnn" and cache_index is None:
+                              cfg.attention_causal_block if self_attention else 0)
+    elif cfg.attention_impl == "cudnn" and self_attention:
       out = causal_padded_attention(q, k, v, mask_b1tt, hd ** -0.5, "cudnn")
-    else:  # decoding (t new queries over S cached slots) keeps its mask, on XLA under "cudnn"
+    else:  # decoding or read rows (fewer queries than keys) keep their mask, on XLA under "cudnn"
       impl = "xla" if cfg.attention_impl == "cudnn" else cfg.attention_impl
       out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
                                          implementation=impl)
-    return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, t, h * hd))
+    return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, tq, h * hd))
+
+
+def rows(x_bt: Array, index_bk: Array) -> Array:
+  """x[b, index_bk[b, k]] for every b, k: [B, K, ...] rows of a [B, T, ...] array."""
+  index = index_bk.reshape(index_bk.shape + (1,) * (x_bt.ndim - 2))
+  return jnp.take_along_axis(x_bt, index, axis=1)
 
 
 @jax.custom_vjp
@@ -516,12 +530,15 @@ class LlamaDecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x_btd: Array, positions_bt: Array, mask_b1tt: Array,
-               cache_index: Array | None = None):
+               cache_index: Array | None = None, read_bk: Array | None = None):
+    """The next residual stream [B, T, D]; with `read_bk` [B, K], at those positions only."""
     cfg = self.cfg
     norm = functools.partial(RMSNorm, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
     x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "embed"))
     h = LlamaAttention(cfg, name="self_attn")(norm(name="input_layernorm")(x_btd), positions_bt,
-                                               mask_b1tt, cache_index)
+                                               mask_b1tt, cache_index, read_bk)
+    if read_bk is not None:
+      x_btd = rows(x_btd, read_bk)
     x_btd = x_btd + h.astype(x_btd.dtype)  # the residual stream keeps its dtype (residual_dtype)
     mlp = LlamaMLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x_btd))
     x_btd = x_btd + mlp.astype(x_btd.dtype)
@@ -534,12 +551,17 @@ class _Layers(nn.Module):
   layer_cls: type
 
   @nn.compact
-  def __call__(self, x, positions, mask, cache_index=None):
-    for i in range(self.cfg.num_hidden_layers):
-      if cache_index is None:  # the training call, unchanged (remat wraps exactly these args)
-        x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask)
-      else:
-        x, _ = self.layer_cls(self.cfg, name=str(i))(x, positions, mask, cache_index)
+  def __call__(self, x, positions, mask, cache_index=None, read=None):
+    """`read` [B, K]: the last layer computes those positions only (see LlamaModel)."""
+    n = self.cfg.num_hidden_layers
+    for i in range(n):
+      layer = self.layer_cls(self.cfg, name=str(i))
+      if cache_index is not None:
+        x, _ = layer(x, positions, mask, cache_index)
+      elif read is not None and i == n - 1:
+        x, _ = layer(x, positions, mask, None, read)
+      else:  # the training call, unchanged (remat wraps exactly these args)
+        x, _ = layer(x, positions, mask)
     return x
 
 
@@ -654,34 +676,45 @@ class LlamaModel(nn.Module):
     return self.norm(x) if self.final_norm else x
 
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None,
-               cache_index: Array | None = None, segment_ids_bt: Array | None = None) -> Array:
+               cache_index: Array | None = None, segment_ids_bt: Array | None = None,
+               read_index_bk: Array | None = None) -> Array:
     """Hidden states; with `cache_index`, of the new tokens only (see the module docstring).
 
     With `segment_ids_bt` (packed rows, see `segment_mask_4d`) the attention mask and positions
     come from the segments and `attention_mask_bt` is ignored. With `embed=False` the first
     argument is the residual stream [B, T, D] of the layers below.
+
+    With `read_index_bk` [B, K], the hidden states at those positions only, [B, K, D] (a reward
+    model reads one per sequence). The last layer then computes its keys and values at every
+    position and everything else (queries, attention output, MLP) at those K only: 1 / N of the
+    layers' projection FLOPs for N layers, forward and backward, and most of a split model's top
+    when it is a few layers. With `scan_layers` every layer is one program: all positions are
+    computed and the rows taken after (the same numbers).
     """
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
     x = (self.embed_tokens(input_ids_bt) if self.embed
          else input_ids_bt.astype(self._residual_dtype))
-    if segment_ids_bt is not None:
-      if cache_index is not None:
-        raise ValueError("packed segments and cached decoding do not mix")
-      x = self.layers(x, segment_positions(segment_ids_bt), segment_mask_4d(segment_ids_bt))
-      return self._norm(x[0] if self.cfg.scan_layers else x)
     if cache_index is not None:
+      if segment_ids_bt is not None or read_index_bk is not None:
+        raise ValueError("cached decoding computes every new token: no packed segments or "
+                         "read_index_bk with cache_index")
       if self.cfg.scan_layers:
         raise NotImplementedError("decoding with scan_layers=True is not supported; use "
                                   "scan_layers=False and models.convert.unstack_layers(params)")
       mask, positions = decode_mask_and_positions(attention_mask_bt, cache_index,
                                                   input_ids_bt.shape[1])
       return self._norm(self.layers(x, positions, mask, cache_index))
-    positions = positions_from_mask(attention_mask_bt)
-    mask = attention_mask_4d(attention_mask_bt)
-    x = self.layers(x, positions, mask)
+    if segment_ids_bt is not None:
+      positions, mask = segment_positions(segment_ids_bt), segment_mask_4d(segment_ids_bt)
+    else:
+      positions, mask = positions_from_mask(attention_mask_bt), attention_mask_4d(attention_mask_bt)
     if self.cfg.scan_layers:
-      x = x[0]
+      x = self.layers(x, positions, mask)[0]
+      if read_index_bk is not None:
+        x = rows(x, read_index_bk)
+    else:
+      x = self.layers(x, positions, mask, None, read_index_bk)
     return self._norm(x)
 
   def attend(self, x_btd: Array) -> Array:
@@ -717,7 +750,7 @@ class LlamaRewardModel(nn.Module):
   """Reward model: `num_labels` outputs read at the last real token of each sequence.
 
   num_labels is 1 for Bradley-Terry models and 5 (HelpSteer attributes) or 9 for SteerLM
-  regression. Returns float32 rewards [B, num_labels] (and, optionally, per-token scores).
+  regression. Returns float32 rewards [B, num_labels].
   Whatever the compute dtype, the final hidden state and the head are float32: a bf16 reward
   (8 significant bits) rounds rewards that agree to within ~0.5% to one value, turning close
   pairs into ties, which RewardBench counts as wrong. The head is one [D, labels] dot per
@@ -742,10 +775,9 @@ class LlamaRewardModel(nn.Module):
   def __call__(self, input_ids_bt: Array, attention_mask_bt: Array | None = None) -> Array:
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
-    h = self.model(input_ids_bt, attention_mask_bt)
     idx = last_token_index(attention_mask_bt)
-    h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]  # [B, D], float32
-    return self.score(h_last)
+    h_last = self.model(input_ids_bt, attention_mask_bt, read_index_bk=idx[:, None])[:, 0]
+    return self.score(h_last)  # [B, num_labels] from [B, D] float32
 
   def packed(self, input_ids_bt: Array, segment_ids_bt: Array, read_index_bk: Array) -> Array:
     """Rewards of packed rows: [B, K, num_labels], read at token `read_index_bk[b, k]` of row b.
@@ -753,6 +785,6 @@ class LlamaRewardModel(nn.Module):
     The batcher puts the last token of each packed sequence in `read_index_bk` (slots without a
     sequence point anywhere and are ignored by the loss); `segment_ids_bt` as in `segment_mask_4d`.
     """
-    h = self.model(input_ids_bt, segment_ids_bt=segment_ids_bt)
-    h_read = jnp.take_along_axis(h, read_index_bk[:, :, None], axis=1)  # [B, K, D], float32
+    h_read = self.model(input_ids_bt, segment_ids_bt=segment_ids_bt,
+                        read_index_bk=read_index_bk)  # [B, K, D], float32
     return self.score(h_read)

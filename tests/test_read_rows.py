@@ -1,0 +1,103 @@
+"""A reward model's last layer computes only the rows it reads (LlamaModel's `read_index_bk`).
+
+The reference is the whole model's hidden states, rows taken after the final norm: what
+LlamaRewardModel computed before. Tolerance: float32 rewards and gradients within 1e-5
+(relative, atol 1e-6): the last layer's dots have a different row count, so XLA may order the
+sums differently, nothing else; bfloat16 within 2e-2, a few bf16 roundings (8 bits) of the
+last layer's outputs.
+"""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpsteer_jax.models import convert
+from helpsteer_jax.models.config import PRESETS
+from helpsteer_jax.models.llama import LlamaRewardModel, last_token_index, rows
+
+B, T = 3, 12
+
+
+def _inputs(vocab):
+  ids = jax.random.randint(jax.random.PRNGKey(1), (B, T), 1, vocab)
+  mask = jnp.asarray([[1] * T, [1] * 7 + [0] * 5, [0] * 4 + [1] * 8], jnp.int32)  # right, left
+  return ids, mask
+
+
+def _every_row_then_read(module, ids, mask):
+  """The rewards from all positions' hidden states (no read rows), rows taken afterwards."""
+  h = module.model(ids, mask)
+  return module.score(rows(h, last_token_index(mask)[:, None])[:, 0])
+
+
+def _setup(**overrides):
+  cfg = dataclasses.replace(PRESETS["tiny"], num_hidden_layers=3, **overrides)
+  model = LlamaRewardModel(cfg, num_labels=2)
+  ids, mask = _inputs(cfg.vocab_size)
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, mask)["params"])
+  return model, params, ids, mask
+
+
+@pytest.mark.parametrize("attention_impl", ["grouped", "xla"])
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_rewards_and_gradients_equal_every_row(attention_impl, dtype, tol):
+  model, params, ids, mask = _setup(attention_impl=attention_impl, dtype=dtype)
+  read = lambda p: model.apply({"params": p}, ids, mask)
+  whole = lambda p: model.apply({"params": p}, ids, mask, method=_every_row_then_read)
+  loss = lambda f: jax.jit(jax.value_and_grad(lambda p: jnp.sum(f(p) * jnp.asarray([1., -.5]))))
+  np.testing.assert_allclose(jax.jit(read)(params), jax.jit(whole)(params), rtol=tol, atol=tol / 10)
+  (l_read, g_read), (l_whole, g_whole) = loss(read)(params), loss(whole)(params)
+  np.testing.assert_allclose(l_read, l_whole, rtol=tol, atol=tol / 10)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_read), jax.tree.leaves(g_whole)):
+    scale = float(jnp.max(jnp.abs(b))) or 1.0
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=jax.tree_util.keystr(path))
+
+
+def test_scanned_layers_read_the_same_rewards():
+  """With scan_layers every layer is one program: rows are taken after it, same rewards."""
+  model, params, ids, mask = _setup()
+  scanned = LlamaRewardModel(dataclasses.replace(model.cfg, scan_layers=True), num_labels=2)
+  stacked = jax.tree.map(jnp.asarray, convert.stack_layers(params, model.cfg.num_hidden_layers))
+  got = jax.jit(lambda p: scanned.apply({"params": p}, ids, mask))(stacked)
+  want = jax.jit(lambda p: model.apply({"params": p}, ids, mask))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_rows_read_the_same_rewards():
+  """Packed rows read K sequences a row: the same rewards as every row's hidden states."""
+  model, params, ids, _ = _setup()
+  seg = jnp.asarray([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3, [1, 1, 2, 2, 2, 3, 3, 3, 3, 0, 0, 0]])
+  read = jnp.asarray([[4, 11, 0], [8, 0, 0], [1, 4, 8]])
+
+  def whole(module, ids, seg, read):
+    return module.score(rows(module.model(ids, segment_ids_bt=seg), read))
+
+  got = jax.jit(lambda p: model.apply({"params": p}, ids, seg, read,
+                                      method=LlamaRewardModel.packed))(params)
+  want = jax.jit(lambda p: model.apply({"params": p}, ids, seg, read, method=whole))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_last_layer_skips_the_rows_it_does_not_read():
+  """Compiled FLOPs of the reward's forward and gradient: the last layer's queries, output
+  projection and MLP run on B rows instead of B x T, which saves at least 90% of those
+  projections' FLOPs on T - 1 of T rows (the attention and norms come on top)."""
+  model, params, ids, mask = _setup(intermediate_size=256)
+  cfg = model.cfg
+  d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+  # per row: q and o projections (2 * D * heads * head_dim), MLP (3 * D * F), 2 FLOPs a MAC
+  per_row = 2 * (2 * d * cfg.num_attention_heads * hd + 3 * d * f)
+  saved = per_row * B * (T - 1)
+  for name, fn in {"forward": lambda p: model.apply({"params": p}, ids, mask),
+                   "gradient": jax.grad(lambda p: jnp.sum(model.apply({"params": p}, ids, mask)))
+                   }.items():
+    whole_fn = lambda p: model.apply({"params": p}, ids, mask, method=_every_row_then_read)
+    if name == "gradient":
+      whole_fn = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, ids, mask,
+                                                        method=_every_row_then_read)))
+    flops = [jax.jit(g).lower(params).compile().cost_analysis()["flops"] for g in (fn, whole_fn)]
+    factor = 1 if name == "forward" else 3  # the backward's two dots per forward dot
+    assert flops[1] - flops[0] >= 0.9 * factor * saved, (name, flops, saved)
