@@ -41,10 +41,18 @@ def _setup(**overrides):
   return model, params, ids, mask
 
 
-@pytest.mark.parametrize("attention_impl", ["grouped", "xla"])
-@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 2e-2)])
-def test_rewards_and_gradients_equal_every_row(attention_impl, dtype, tol):
-  model, params, ids, mask = _setup(attention_impl=attention_impl, dtype=dtype)
+SCAN_REMAT = dict(scan_layers=True, remat_policy="full")
+
+
+@pytest.mark.parametrize("overrides,tol", [
+    (dict(), 1e-5),
+    (dict(attention_impl="xla"), 1e-5),
+    (dict(dtype="bfloat16"), 2e-2),
+    (SCAN_REMAT, 1e-5),  # scanned: the first N - 1 layers in a scan, the last on its own
+    (dict(SCAN_REMAT, dtype="bfloat16", remat_policy="dots_no_batch"), 2e-2),
+], ids=["f32", "xla", "bf16", "scan-remat", "scan-bf16-dots"])
+def test_rewards_and_gradients_equal_every_row(overrides, tol):
+  model, params, ids, mask = _setup(**overrides)
   read = lambda p: model.apply({"params": p}, ids, mask)
   whole = lambda p: model.apply({"params": p}, ids, mask, method=_every_row_then_read)
   loss = lambda f: jax.jit(jax.value_and_grad(lambda p: jnp.sum(f(p) * jnp.asarray([1., -.5]))))
@@ -79,6 +87,36 @@ def test_packed_rows_read_the_same_rewards():
                                       method=LlamaRewardModel.packed))(params)
   want = jax.jit(lambda p: model.apply({"params": p}, ids, seg, read, method=whole))(params)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _dot_shapes(jaxpr) -> list[tuple[int, ...]]:
+  """Output shapes of every dot_general in a jaxpr and the jaxprs inside it (scan bodies,
+  remat, custom VJPs), each body once."""
+  shapes = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      shapes.append(tuple(eqn.outvars[0].aval.shape))
+    for v in eqn.params.values():
+      for j in v if isinstance(v, (tuple, list)) else (v,):
+        inner = getattr(j, "jaxpr", j)
+        if hasattr(inner, "eqns"):
+          shapes += _dot_shapes(inner)
+  return shapes
+
+
+def test_scanned_last_layer_runs_its_mlp_on_the_read_rows_only():
+  """Scanned layers: compiled FLOPs count a loop's body once, so the program's dots are read
+  from its jaxpr (forward and backward): the MLP runs on [B, T] rows in the scan and on [B, 1]
+  in the last layer; the whole-rows program has no [B, 1] MLP dot."""
+  model, params, ids, mask = _setup(intermediate_size=256, **SCAN_REMAT)
+  f = model.cfg.intermediate_size
+  mlp = {}
+  for name, method in {"read": None, "whole": _every_row_then_read}.items():
+    fn = lambda p: model.apply({"params": p}, ids, mask, method=method)
+    mlp[name] = {s for s in _dot_shapes(jax.make_jaxpr(jax.grad(
+        lambda p: jnp.sum(fn(p))))(params).jaxpr) if len(s) == 3 and s[-1] == f}  # activations, not dW
+  assert mlp["whole"] == {(B, T, f)}, mlp
+  assert mlp["read"] == {(B, T, f), (B, 1, f)}, mlp
 
 
 def test_last_layer_skips_the_rows_it_does_not_read():

@@ -709,13 +709,30 @@ class LlamaModel(nn.Module):
       positions, mask = segment_positions(segment_ids_bt), segment_mask_4d(segment_ids_bt)
     else:
       positions, mask = positions_from_mask(attention_mask_bt), attention_mask_4d(attention_mask_bt)
-    if self.cfg.scan_layers:
+    if not self.cfg.scan_layers:
+      x = self.layers(x, positions, mask, None, read_index_bk)
+    elif read_index_bk is None or self.is_initializing():
       x = self.layers(x, positions, mask)[0]
       if read_index_bk is not None:
         x = rows(x, read_index_bk)
     else:
-      x = self.layers(x, positions, mask, None, read_index_bk)
+      x = self._scan_then_read(x, positions, mask, read_index_bk)
     return self._norm(x)
+
+  def _scan_then_read(self, x: Array, positions: Array, mask: Array, read_bk: Array) -> Array:
+    """Scanned layers with a last layer that reads rows: a scan of the first N - 1 layers and
+    the last one on its own, each applied from the stacked parameters (nn.scan runs one program
+    for all N). Same layer module, same remat policy, so the same numbers as `self.layers`."""
+    cfg = self.cfg
+    layer = LlamaDecoderLayer(cfg, parent=None)  # applied functionally, not a submodule
+    run = lambda p, x, *read: layer.apply(p, x, positions, mask, None, *read)[0]
+    if cfg.remat_policy != "none":
+      run = jax.checkpoint(run, policy=_REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+    stacked = nn.meta.unbox(self.layers.variables)  # {"params": leaves [N, ...]}
+    n = cfg.num_hidden_layers
+    x, _ = jax.lax.scan(lambda x, p: (run(p, x), None), x,
+                        jax.tree.map(lambda a: a[:n - 1], stacked))
+    return run(jax.tree.map(lambda a: a[n - 1], stacked), x, read_bk)
 
   def attend(self, x_btd: Array) -> Array:
     """Tied output projection: x @ embedding^T, in the compute dtype."""
