@@ -139,3 +139,21 @@ def test_last_layer_skips_the_rows_it_does_not_read():
     flops = [jax.jit(g).lower(params).compile().cost_analysis()["flops"] for g in (fn, whole_fn)]
     factor = 1 if name == "forward" else 3  # the backward's two dots per forward dot
     assert flops[1] - flops[0] >= 0.9 * factor * saved, (name, flops, saved)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_policy_logits_of_the_last_positions_equal_every_row(scan):
+  """LlamaForCausalLM(last=k) (RLHF's response log-probs) and the judges' next-token logits:
+  the last layer computes those rows only; the same logits as every row's, sliced."""
+  from helpsteer_jax.evaluation.judges import last_token_logits
+  from helpsteer_jax.models.llama import LlamaForCausalLM
+  cfg = dataclasses.replace(PRESETS["tiny"], num_hidden_layers=3, scan_layers=scan)
+  model = LlamaForCausalLM(cfg)
+  ids, mask = _inputs(cfg.vocab_size)
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, mask)["params"])
+  every = jax.jit(lambda p: model.apply({"params": p}, ids, mask))(params)
+  tail = jax.jit(lambda p: model.apply({"params": p}, ids, mask, last=5))(params)
+  np.testing.assert_allclose(tail, every[:, -5:], rtol=1e-5, atol=1e-5)
+  judged = last_token_logits(model, params, ids, mask)
+  np.testing.assert_allclose(judged, rows(every, last_token_index(mask)[:, None])[:, 0],
+                             rtol=1e-5, atol=1e-5)

@@ -197,9 +197,8 @@ def last_token_logits(model: LlamaForCausalLM, params: Any, input_ids: jax.Array
   """Next-token logits [B, V] (float32) at each row's last real token; any padding side."""
 
   def at_last(m: LlamaForCausalLM, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    h = m.model(ids, mask)
-    idx = last_token_index(mask)
-    h_last = jnp.take_along_axis(h, idx[:, None, None], axis=1)  # [B, 1, D]
+    # [B, 1, D]: the last layer computes only that row (LlamaModel's read_index_bk)
+    h_last = m.model(ids, mask, read_index_bk=last_token_index(mask)[:, None])
     out = m.model.attend(h_last) if m.cfg.tie_word_embeddings else m.lm_head(h_last)
     return out[:, 0].astype(jnp.float32)
 

@@ -720,19 +720,36 @@ class LlamaModel(nn.Module):
     return self._norm(x)
 
   def _scan_then_read(self, x: Array, positions: Array, mask: Array, read_bk: Array) -> Array:
-    """Scanned layers with a last layer that reads rows: a scan of the first N - 1 layers and
-    the last one on its own, each applied from the stacked parameters (nn.scan runs one program
-    for all N). Same layer module, same remat policy, so the same numbers as `self.layers`."""
+    """Scanned layers with a last layer that reads rows, each layer applied from the stacked
+    parameters (nn.scan runs one program for all N): a scan over all N whose last step passes
+    its input through (lax.cond), then the last layer on its own. Same layer module, same remat
+    policy, so the same numbers as `self.layers`. The scan takes the stacked parameters whole:
+    a scan over the first N - 1 would take a slice, a copy of nearly all of them (0.4 GB more
+    memory on SmolLM2-135M, forward and train step alike)."""
     cfg = self.cfg
     layer = LlamaDecoderLayer(cfg, parent=None)  # applied functionally, not a submodule
     run = lambda p, x, *read: layer.apply(p, x, positions, mask, None, *read)[0]
-    if cfg.remat_policy != "none":
-      run = jax.checkpoint(run, policy=_REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+    policy = (jax.checkpoint_policies.everything_saveable if cfg.remat_policy == "none"
+              else _REMAT_POLICIES[cfg.remat_policy])
     stacked = nn.meta.unbox(self.layers.variables)  # {"params": leaves [N, ...]}
     n = cfg.num_hidden_layers
-    x, _ = jax.lax.scan(lambda x, p: (run(p, x), None), x,
-                        jax.tree.map(lambda a: a[:n - 1], stacked))
-    return run(jax.tree.map(lambda a: a[n - 1], stacked), x, read_bk)
+
+    # jax.checkpoint around the whole step, cond included, so the step's parameters are its
+    # saved inputs (slices of the scan's input) rather than outputs of the cond, which the scan
+    # would stack into a copy of all layers.
+    # The last layer's parameters leave the scan in its carry, so their gradient enters the
+    # stacked gradient inside the scan's backward (a slice of `stacked` transposes to a
+    # zero-padded copy of all N layers, kept through the backward).
+    @functools.partial(jax.checkpoint, policy=policy, prevent_cse=False)
+    def step(x, last, p, i):
+      return jax.lax.cond(i < n - 1, lambda: (run(p, x), last), lambda: (x, p))
+
+    no_layer = jax.tree.map(lambda a: jnp.zeros_like(a[0]), stacked)
+    (x, last), _ = jax.lax.scan(lambda carry, p_i: (step(*carry, *p_i), None), (x, no_layer),
+                                (stacked, jnp.arange(n)))
+    if cfg.remat_policy != "none":
+      run = jax.checkpoint(run, policy=policy, prevent_cse=False)
+    return run(last, x, read_bk)
 
   def attend(self, x_btd: Array) -> Array:
     """Tied output projection: x @ embedding^T, in the compute dtype."""
@@ -755,10 +772,16 @@ class LlamaForCausalLM(nn.Module):
                cache_index: Array | None = None, last: int = 0) -> Array:
     """`last` > 0: the logits of the last `last` positions only ([B, last, V]): a vocabulary-
     sized tensor costs B x T x V floats (1.2 GB at 16 x 384 x 49152), several times over in
-    the backward, where RLHF needs only the response's positions."""
-    h = self.model(input_ids_bt, attention_mask_bt, cache_index)
-    if last:
-      h = h[:, -last:]
+    the backward, where RLHF needs only the response's positions. (Without a cache, the last
+    layer then computes only those rows too.)"""
+    b, t = input_ids_bt.shape[:2]
+    if last and cache_index is None:
+      read = jnp.broadcast_to(jnp.arange(t - last, t, dtype=jnp.int32), (b, last))
+      h = self.model(input_ids_bt, attention_mask_bt, read_index_bk=read)
+    else:
+      h = self.model(input_ids_bt, attention_mask_bt, cache_index)
+      if last:
+        h = h[:, -last:]
     logits = self.model.attend(h) if self.cfg.tie_word_embeddings else self.lm_head(h)
     return logits.astype(jnp.float32)
 
