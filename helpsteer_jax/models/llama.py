@@ -689,7 +689,10 @@ class LlamaModel(nn.Module):
     position and everything else (queries, attention output, MLP) at those K only: 1 / N of the
     layers' projection FLOPs for N layers, forward and backward, and most of a split model's top
     when it is a few layers. With `scan_layers` every layer is one program: all positions are
-    computed and the rows taken after (the same numbers).
+    computed and the rows taken after (the same numbers). A scanned variant (a scan over all N
+    whose last step passes through, under lax.cond, then the last layer on its own; a scan over
+    the first N - 1 copies their stacked parameters) took 1.13x and 1.03x the SmolLM2 train
+    step's time, with 0.2 GiB more memory, on an AVX2 CPU (benchmarks/RESULTS.md): not used.
     """
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
@@ -711,45 +714,11 @@ class LlamaModel(nn.Module):
       positions, mask = positions_from_mask(attention_mask_bt), attention_mask_4d(attention_mask_bt)
     if not self.cfg.scan_layers:
       x = self.layers(x, positions, mask, None, read_index_bk)
-    elif read_index_bk is None or self.is_initializing():
+    else:
       x = self.layers(x, positions, mask)[0]
       if read_index_bk is not None:
         x = rows(x, read_index_bk)
-    else:
-      x = self._scan_then_read(x, positions, mask, read_index_bk)
     return self._norm(x)
-
-  def _scan_then_read(self, x: Array, positions: Array, mask: Array, read_bk: Array) -> Array:
-    """Scanned layers with a last layer that reads rows, each layer applied from the stacked
-    parameters (nn.scan runs one program for all N): a scan over all N whose last step passes
-    its input through (lax.cond), then the last layer on its own. Same layer module, same remat
-    policy, so the same numbers as `self.layers`. The scan takes the stacked parameters whole:
-    a scan over the first N - 1 would take a slice, a copy of nearly all of them (0.4 GB more
-    memory on SmolLM2-135M, forward and train step alike)."""
-    cfg = self.cfg
-    layer = LlamaDecoderLayer(cfg, parent=None)  # applied functionally, not a submodule
-    run = lambda p, x, *read: layer.apply(p, x, positions, mask, None, *read)[0]
-    policy = (jax.checkpoint_policies.everything_saveable if cfg.remat_policy == "none"
-              else _REMAT_POLICIES[cfg.remat_policy])
-    stacked = nn.meta.unbox(self.layers.variables)  # {"params": leaves [N, ...]}
-    n = cfg.num_hidden_layers
-
-    # jax.checkpoint around the whole step, cond included, so the step's parameters are its
-    # saved inputs (slices of the scan's input) rather than outputs of the cond, which the scan
-    # would stack into a copy of all layers.
-    # The last layer's parameters leave the scan in its carry, so their gradient enters the
-    # stacked gradient inside the scan's backward (a slice of `stacked` transposes to a
-    # zero-padded copy of all N layers, kept through the backward).
-    @functools.partial(jax.checkpoint, policy=policy, prevent_cse=False)
-    def step(x, last, p, i):
-      return jax.lax.cond(i < n - 1, lambda: (run(p, x), last), lambda: (x, p))
-
-    no_layer = jax.tree.map(lambda a: jnp.zeros_like(a[0]), stacked)
-    (x, last), _ = jax.lax.scan(lambda carry, p_i: (step(*carry, *p_i), None), (x, no_layer),
-                                (stacked, jnp.arange(n)))
-    if cfg.remat_policy != "none":
-      run = jax.checkpoint(run, policy=policy, prevent_cse=False)
-    return run(last, x, read_bk)
 
   def attend(self, x_btd: Array) -> Array:
     """Tied output projection: x @ embedding^T, in the compute dtype."""
