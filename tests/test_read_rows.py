@@ -45,7 +45,8 @@ def _setup(**overrides):
     (dict(), 1e-5),
     (dict(attention_impl="xla"), 1e-5),  # read rows on jax.nn.dot_product_attention ("cudnn")
     (dict(dtype="bfloat16"), 2e-2),
-], ids=["f32", "xla", "bf16"])
+    (dict(remat_policy="full"), 1e-5),  # nn.remat around the last layer's extra argument
+], ids=["f32", "xla", "bf16", "remat"])
 def test_rewards_and_gradients_equal_every_row(overrides, tol):
   model, params, ids, mask = _setup(**overrides)
   weights = jnp.asarray([1., -.5])
@@ -123,8 +124,9 @@ def test_policy_logits_of_the_last_positions_equal_every_row(scan):
   ids, mask = _inputs(cfg.vocab_size)
   params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, mask)["params"])
   every = jax.jit(lambda p: model.apply({"params": p}, ids, mask))(params)
-  tail = jax.jit(lambda p: model.apply({"params": p}, ids, mask, last=5))(params)
-  np.testing.assert_allclose(tail, every[:, -5:], rtol=1e-5, atol=1e-5)
+  for last in (5, T + 3):  # more positions than the rows have: all of them, as a slice gives
+    tail = jax.jit(lambda p: model.apply({"params": p}, ids, mask, last=last))(params)
+    np.testing.assert_allclose(tail, every[:, -last:], rtol=1e-5, atol=1e-5)
   judged = last_token_logits(model, params, ids, mask)
   np.testing.assert_allclose(judged, rows(every, last_token_index(mask)[:, None])[:, 0],
                              rtol=1e-5, atol=1e-5)

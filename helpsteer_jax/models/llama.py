@@ -745,7 +745,7 @@ class LlamaForCausalLM(nn.Module):
     layer then computes only those rows too.)"""
     b, t = input_ids_bt.shape[:2]
     if last and cache_index is None:
-      read = jnp.broadcast_to(jnp.arange(t - last, t, dtype=jnp.int32), (b, last))
+      read = jnp.broadcast_to(jnp.arange(max(t - last, 0), t, dtype=jnp.int32), (b, min(last, t)))
       h = self.model(input_ids_bt, attention_mask_bt, read_index_bk=read)
     else:
       h = self.model(input_ids_bt, attention_mask_bt, cache_index)
