@@ -155,6 +155,22 @@ def _model_overrides(cfg, spec: str):
   return cfg
 
 
+def row_flops_per_token(impl: str, length: int, train: bool) -> float:
+  """Model FLOPs a token of this row: the SmolLM2-135M shape, with the row's $BENCH_MODEL
+  fields for our rows (its "@" setting, else the environment's: what its child runs, e.g.
+  `num_hidden_layers=4`); torch and TRL rows run the shape unchanged. Scoring is a third."""
+  from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
+  base, _, settings = impl.partition("@")
+  spec = os.environ.get("BENCH_MODEL", "")
+  for token in settings.split():
+    if token.startswith("BENCH_MODEL="):
+      spec = token.partition("=")[2]
+  cfg = _config("jax_fp32_unrolled")
+  if base.startswith("jax_"):
+    cfg = _model_overrides(cfg, spec)
+  return train_flops_per_token(cfg, length) / (1 if train else 3)
+
+
 def _tokens(rng, n: int, length: int, vocab: int):
   return rng.integers(3, vocab, size=(n, length), dtype="int32")
 
@@ -403,7 +419,6 @@ def main() -> None:
     print(json.dumps(result))
     return
 
-  from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   impls = [i for i in args.impls.split(",") if i]
   for i in impls:
     base = split_impl(i.partition("@")[0])[0]
@@ -420,7 +435,6 @@ def main() -> None:
   print(machine.header(info), flush=True)
   peak = _spawn(["--child", "peak"])["peak_flops"]
   tokens = (2 * batch if train else batch) * length
-  flops_per_token = train_flops_per_token(_config("jax_fp32_unrolled"), length) / (1 if train else 3)
   best: dict[str, dict] = {}
   for r in range(args.rounds):
     for impl in impls:
@@ -444,7 +458,7 @@ def main() -> None:
   for n, impl in enumerate(impls):
     b = best[impl]
     tps = tokens / b["median_s"]
-    gflops = tps * flops_per_token / 1e9
+    gflops = tps * row_flops_per_token(impl, length, train) / 1e9
     ratio = (ref["median_s"] / b["median_s"]) if ref else float("nan")
     mem = (b["peak_rss_gib"] / ref["peak_rss_gib"]) if ref else float("nan")
     vs_trl = (trl_ref["median_s"] / b["median_s"]) if trl_ref else float("nan")
