@@ -103,11 +103,15 @@ def _cudnn_on_xla(monkeypatch):
   return calls
 
 
-def test_reward_model_cudnn_config_equals_masked(monkeypatch):
+@pytest.mark.parametrize("scan", [True, False])
+def test_reward_model_cudnn_config_equals_masked(monkeypatch, scan):
+  """Unrolled, the last layer computes only the row it reads (LlamaModel's read_index_bk): one
+  query per sequence over all keys, which is no causal self-attention, so it takes the masked
+  XLA path; the layers below take cuDNN's."""
   calls = _cudnn_on_xla(monkeypatch)
   ids = jax.random.randint(jax.random.key(1), (len(LENGTHS), T), 3, TINY.vocab_size)
   mask = jnp.asarray(_right_padded(LENGTHS))
-  cfg = TINY.replace(scan_layers=True)
+  cfg = TINY.replace(scan_layers=scan)
   params = nn.unbox(jax.jit(LlamaRewardModel(cfg).init)(jax.random.key(0), ids, mask))["params"]
 
   def rewards_and_grads(c):
@@ -123,6 +127,12 @@ def test_reward_model_cudnn_config_equals_masked(monkeypatch):
   cudnn_calls = [c for c in calls if c["implementation"] == "cudnn"]
   assert cudnn_calls and all(c["is_causal"] and not c["mask"] and
                              c["key_value_seq_lengths"] is not None for c in cudnn_calls)
+  read_calls = [c for c in calls if c["implementation"] == "xla"]
+  if scan:  # every layer is the scan's body (traced more than once): all cuDNN
+    assert not read_calls
+  else:
+    assert (len(cudnn_calls), len(read_calls)) == (TINY.num_hidden_layers - 1, 1)
+  assert all(c["mask"] and not c.get("is_causal") for c in read_calls)
   want = rewards_and_grads(cfg.replace(attention_impl="xla"))
   for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
     np.testing.assert_allclose(g, w, atol=ATOL, rtol=0)

@@ -75,7 +75,7 @@ SPEC_BF16_DENSE = (
 GPU_TESTS = ("tests/test_losses.py", "tests/test_model_parity.py",
              "tests/test_low_precision_dots.py", "tests/test_attention_cudnn_args.py",
              "tests/test_packing.py", "tests/test_generate.py", "tests/test_precision.py",
-             "tests/test_strength_normalisation.py")
+             "tests/test_strength_normalisation.py", "tests/test_read_rows.py")
 DRY_RUN_TESTS = ("tests/test_attention_cudnn_args.py",)
 
 # What the model parts use when cuDNN is not usable: the package's default attention.
