@@ -19,7 +19,9 @@ layers); activations are constrained at block boundaries to (batch, length, embe
 
 Positions come from the attention mask (cumsum - 1), so a sequence gets the same numbers alone,
 right-padded or left-padded; rewards are read at the last real token found from the mask, never
-from token ids, so pad == eos is harmless.
+from token ids, so pad == eos is harmless. Unrolled, the last layer computes queries, attention
+output and MLP at the read tokens only (LlamaModel's `read_index_bk`): keys and values are all
+the other rows contribute there.
 
 Decoding (helpsteer_jax.rlhf.generate): with `cache_index` given, the model runs on new tokens only.
 Each attention layer keeps its keys and values in the flax collection "cache" (`key`, `value`:
