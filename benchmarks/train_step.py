@@ -156,18 +156,14 @@ def _model_overrides(cfg, spec: str):
 
 
 def row_flops_per_token(impl: str, length: int, train: bool) -> float:
-  """Model FLOPs a token of this row: the SmolLM2-135M shape, with the row's $BENCH_MODEL
-  fields for our rows (its "@" setting, else the environment's: what its child runs, e.g.
-  `num_hidden_layers=4`); torch and TRL rows run the shape unchanged. Scoring is a third."""
+  """Model FLOPs a token of this row: the SmolLM2-135M shape, with the $BENCH_MODEL fields its
+  child sees for our rows (e.g. `num_hidden_layers=4`); torch and TRL rows run the shape
+  unchanged. Scoring is a third."""
   from helpsteer_jax.training.metrics_log import train_flops_per_token  # pylint: disable=g-import-not-at-top
   base, _, settings = impl.partition("@")
-  spec = os.environ.get("BENCH_MODEL", "")
-  for token in settings.split():
-    if token.startswith("BENCH_MODEL="):
-      spec = token.partition("=")[2]
   cfg = _config("jax_fp32_unrolled")
   if base.startswith("jax_"):
-    cfg = _model_overrides(cfg, spec)
+    cfg = _model_overrides(cfg, child_env(settings).get("BENCH_MODEL", ""))
   return train_flops_per_token(cfg, length) / (1 if train else 3)
 
 
@@ -371,9 +367,10 @@ def keep_best(best: dict | None, res: dict) -> dict:
   return {**fastest, "peak_rss_gib": peak}
 
 
-def _spawn(args: list[str], settings: str | None = None) -> dict:
-  """Runs a child; `settings` (an impl's text after '@'): '--xla...' tokens are added to
-  XLA_FLAGS, NAME=VALUE tokens set that environment variable (e.g. GLIBC_TUNABLES=...)."""
+def child_env(settings: str | None) -> dict[str, str]:
+  """The environment a row's child runs in; `settings` (an impl's text after '@'): '--xla...'
+  tokens are added to XLA_FLAGS, NAME=VALUE tokens set that environment variable (e.g.
+  GLIBC_TUNABLES=..., BENCH_MODEL=...)."""
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
   for token in (settings or "").split():
     if token.startswith("--"):
@@ -383,6 +380,12 @@ def _spawn(args: list[str], settings: str | None = None) -> dict:
       if not eq or not name.isupper():
         raise SystemExit(f"@ setting {token!r}: --xla_flag[=value] or NAME=VALUE")
       env[name] = value
+  return env
+
+
+def _spawn(args: list[str], settings: str | None = None) -> dict:
+  """Runs a child in `child_env(settings)`."""
+  env = child_env(settings)
   out = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
                        text=True, env=env, check=False)
   if out.returncode:

@@ -139,7 +139,7 @@ def _tiny_split(tmp_path, k=2):
 
 def test_hidden_cache_resumes_and_top_rewards_equal_the_whole_model(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
-  from projects.finetune_small import frozen
+  from projects.finetune_small import frozen  # pylint: disable=g-import-not-at-top
   cfg, model, params, (bcfg, tcfg, bottom, top) = _tiny_split(tmp_path)
   rng = np.random.default_rng(0)
   seqs = [rng.integers(1, 64, int(n)).astype(np.int32) for n in rng.integers(3, 150, 11)]

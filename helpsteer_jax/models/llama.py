@@ -20,8 +20,8 @@ layers); activations are constrained at block boundaries to (batch, length, embe
 Positions come from the attention mask (cumsum - 1), so a sequence gets the same numbers alone,
 right-padded or left-padded; rewards are read at the last real token found from the mask, never
 from token ids, so pad == eos is harmless. Unrolled, the last layer computes queries, attention
-output and MLP at the read tokens only (LlamaModel's `read_index_bk`): keys and values are all
-the other rows contribute there.
+output and MLP at the read tokens only (LlamaModel's `read_index_bk`); the other tokens give it
+only their keys and values.
 
 Decoding (helpsteer_jax.rlhf.generate): with `cache_index` given, the model runs on new tokens only.
 Each attention layer keeps its keys and values in the flax collection "cache" (`key`, `value`:
@@ -691,10 +691,8 @@ class LlamaModel(nn.Module):
     position and everything else (queries, attention output, MLP) at those K only: 1 / N of the
     layers' projection FLOPs for N layers, forward and backward, and most of a split model's top
     when it is a few layers. With `scan_layers` every layer is one program: all positions are
-    computed and the rows taken after (the same numbers). A scanned variant (a scan over all N
-    whose last step passes through, under lax.cond, then the last layer on its own; a scan over
-    the first N - 1 copies their stacked parameters) took 1.13x and 1.03x the SmolLM2 train
-    step's time, with 0.2 GiB more memory, on an AVX2 CPU (benchmarks/RESULTS.md): not used.
+    computed and the rows taken after (the same numbers); taking the last layer out of the scan
+    was slower or copied the stacked parameters (benchmarks/RESULTS.md, 2026-12-07).
     """
     if attention_mask_bt is None:
       attention_mask_bt = jnp.ones(input_ids_bt.shape[:2], jnp.int32)
