@@ -27,7 +27,7 @@ def test_gradients_equal_autodiff_and_fewer_tensors_are_kept():
   out, kept = {}, {}
   for setting in ("inputs", "autodiff"):
     loss = _loss(LlamaRewardModel(TINY.replace(activation_vjp=setting), num_labels=1), ids)
-    out[setting] = jax.value_and_grad(loss)(params)
+    out[setting] = jax.jit(jax.value_and_grad(loss))(params)
     shapes = saved_shapes(loss, params)
     # the last layer's MLP runs on the row the reward reads only: [4, 1, F] there
     kept[setting] = sum(shapes.count((4, t, TINY.intermediate_size)) for t in (12, 1))

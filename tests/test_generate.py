@@ -134,7 +134,7 @@ def test_sampled_logprobs_are_those_of_the_sampling_distribution(params):
   full_mask = np.concatenate([mask, np.asarray(out.response_mask)], 1)
   p = ids.shape[1]
   model = LlamaForCausalLM(CFG)
-  logits = np.asarray(model.apply({"params": sharp}, full_ids, full_mask), np.float64)
+  logits = np.asarray(jax.jit(model.apply)({"params": sharp}, full_ids, full_mask), np.float64)
   ref = _reference_sampling_logprobs(logits[:, p - 1:-1], 0.7, 20, 0.8)
   want = np.take_along_axis(ref, tokens[..., None], -1)[..., 0]
   assert np.isfinite(want).all()  # nothing sampled outside the top-k / nucleus
@@ -172,14 +172,15 @@ def test_tail_logprobs_are_the_full_forwards_on_the_response_and_zero_before(par
   full_ids = jnp.asarray(np.concatenate([ids, np.asarray(out.tokens)], 1))
   full_mask = jnp.asarray(np.concatenate([mask, np.asarray(out.response_mask)], 1))
   model = LlamaForCausalLM(CFG)
-  full = np.asarray(sampling_logprobs(model, params, full_ids, full_mask, sc))
-  tail = np.asarray(sampling_logprobs(model, params, full_ids, full_mask, sc, tail=5))
+  # jitted: one program each instead of hundreds of op-by-op ones
+  logprobs = lambda t: jax.jit(lambda p: sampling_logprobs(model, p, full_ids, full_mask, sc,
+                                                           tail=t))
+  full = np.asarray(logprobs(0)(params))
+  tail = np.asarray(logprobs(5)(params))
   assert tail.shape == full.shape
   np.testing.assert_allclose(tail[:, -5:], full[:, -5:], atol=1e-6, rtol=0)
   assert not tail[:, :-5].any()
   resp = jnp.zeros(full.shape).at[:, -5:].set(1.0)
-  loss = lambda t: lambda p: jnp.sum(sampling_logprobs(model, p, full_ids, full_mask, sc,
-                                                       tail=t) * resp)
-  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(5))(params)),
-                  jax.tree_util.tree_leaves(jax.grad(loss(0))(params))):
+  grad = lambda t: jax.jit(jax.grad(lambda p: jnp.sum(logprobs(t)(p) * resp)))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(grad(5)), jax.tree_util.tree_leaves(grad(0))):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)

@@ -130,7 +130,8 @@ def test_score_tokens_resolved_from_the_tokenizer():
 def test_last_token_logits_left_or_right_padded(params):
   model = LlamaForCausalLM(TINY)
   seqs = [[1, 20, 21, 22, 23, 6], [1, 30, 6], [1, 40, 41, 6]]
-  full = [np.asarray(model.apply({"params": params}, jnp.asarray([s])))[0, -1] for s in seqs]
+  apply = jax.jit(model.apply)
+  full = [np.asarray(apply({"params": params}, jnp.asarray([s])))[0, -1] for s in seqs]
   t = 8
   right = np.zeros((3, t), np.int32)
   left = np.zeros((3, t), np.int32)
@@ -138,8 +139,8 @@ def test_last_token_logits_left_or_right_padded(params):
     right[i, :len(s)] = s
     left[i, t - len(s):] = s
   for ids in (right, left):
-    out = np.asarray(judges.last_token_logits(model, params, jnp.asarray(ids),
-                                              jnp.asarray((ids != 0).astype(np.int32))))
+    out = np.asarray(jax.jit(judges.last_token_logits, static_argnums=0)(
+        model, params, jnp.asarray(ids), jnp.asarray((ids != 0).astype(np.int32))))
     assert out.shape == (3, TINY.vocab_size) and out.dtype == np.float32
     np.testing.assert_allclose(out, np.stack(full), atol=1e-5, rtol=0)
 
@@ -164,10 +165,11 @@ def test_deterministic_judge_end_to_end_equals_manual(params):
                                                     2, 5, 6]
   # Manual: each prompt alone through the full causal LM, the last position's score logits.
   model = LlamaForCausalLM(TINY)
+  apply = jax.jit(model.apply)
   for i, (p, r) in enumerate(zip(prompts, responses)):
     ids = judge.encode(p, r)
     assert ids[-1] == 6  # the sequence ends with "Score:", right before the score token
-    logits = np.asarray(model.apply({"params": params}, jnp.asarray([ids])), np.float64)[0, -1]
+    logits = np.asarray(apply({"params": params}, jnp.asarray([ids])), np.float64)[0, -1]
     sl = logits[[7, 8, 9, 10, 11, 12]]
     prob = np.exp(sl - sl.max())
     prob /= prob.sum()

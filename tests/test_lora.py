@@ -89,8 +89,8 @@ def test_zero_adapters_leave_the_rewards_unchanged(base_dir, smollm2_tokenizer):
   assert jax.tree_util.tree_structure(init["params"]) == jax.tree_util.tree_structure(
       with_adapters)
   ids, mask = _ids(smollm2_tokenizer)
-  plain = LlamaRewardModel(pre.config, 1).apply({"params": pre.params}, ids, mask)
-  adapted = LlamaRewardModel(cfg, 1).apply({"params": with_adapters}, ids, mask)
+  plain = jax.jit(LlamaRewardModel(pre.config, 1).apply)({"params": pre.params}, ids, mask)
+  adapted = jax.jit(LlamaRewardModel(cfg, 1).apply)({"params": with_adapters}, ids, mask)
   np.testing.assert_array_equal(np.asarray(adapted), np.asarray(plain))
 
 
@@ -102,9 +102,9 @@ def test_adapters_off_is_the_start_model(base_dir, smollm2_tokenizer):
       lambda p, x: x + 0.5 if p[-1].key == "lora_b" else x, params)
   ids, mask = _ids(smollm2_tokenizer)
   model = LlamaRewardModel(cfg, 1)
-  plain = LlamaRewardModel(pre.config, 1).apply({"params": pre.params}, ids, mask)
-  assert not np.allclose(model.apply({"params": params}, ids, mask), plain)
-  off = model.apply({"params": lora.adapters_off(params)}, ids, mask)
+  plain = jax.jit(LlamaRewardModel(pre.config, 1).apply)({"params": pre.params}, ids, mask)
+  assert not np.allclose(jax.jit(model.apply)({"params": params}, ids, mask), plain)
+  off = jax.jit(model.apply)({"params": lora.adapters_off(params)}, ids, mask)
   np.testing.assert_array_equal(np.asarray(off), np.asarray(plain))
 
 
@@ -150,10 +150,12 @@ def test_merged_export_equals_the_unmerged_model_in_transformers(lora_run, tmp_p
   lora_cfg = cfg.replace(lora_rank=model.lora_rank, lora_alpha=model.lora_alpha,
                          lora_targets=model.lora_targets)
   ids, mask = _ids(smollm2_tokenizer)
-  unmerged = np.asarray(LlamaRewardModel(lora_cfg, 1).apply({"params": saved}, ids, mask))[:, 0]
+  unmerged = np.asarray(jax.jit(LlamaRewardModel(lora_cfg, 1).apply)({"params": saved}, ids,
+                                                                     mask))[:, 0]
   merged_params = lora.merge(saved, lora_cfg)
   assert not lora.has_adapters(merged_params)
-  merged = np.asarray(LlamaRewardModel(cfg, 1).apply({"params": merged_params}, ids, mask))[:, 0]
+  merged = np.asarray(jax.jit(LlamaRewardModel(cfg, 1).apply)({"params": merged_params}, ids,
+                                                               mask))[:, 0]
   np.testing.assert_allclose(merged, unmerged, rtol=0, atol=1e-6)
   assert np.ptp(unmerged) > 100 * 1e-5  # distinct rewards: the comparison below can fail
 

@@ -94,7 +94,7 @@ def test_explicit_projection_vjp_equals_autodiff_without_transposes():
     model = LlamaRewardModel(TINY.replace(projection_vjp=setting), num_labels=1)
     loss = lambda p, model=model: -jnp.mean(jax.nn.log_sigmoid(
         jnp.diff(model.apply({"params": p}, ids.reshape(4, 12)).reshape(2, 2), axis=1)))
-    out[setting] = jax.value_and_grad(loss)(params)
+    out[setting] = jax.jit(jax.value_and_grad(loss))(params)
     n_transposes[setting] = _transposes(jax.make_jaxpr(jax.grad(loss))(params).jaxpr)
   (l_ex, g_ex), (l_ad, g_ad) = out["explicit"], out["autodiff"]
   np.testing.assert_allclose(l_ex, l_ad, rtol=1e-6)

@@ -59,7 +59,8 @@ def test_causal_lm_logits_match_transformers(name, tmp_path):
   ids = _ids(2, 48)
   with torch.no_grad():
     ref = hf(torch.tensor(ids, dtype=torch.long)).logits.numpy()
-  ours = np.asarray(LlamaForCausalLM(pre.config).apply({"params": pre.causal_lm_params()}, ids))
+  ours = np.asarray(jax.jit(LlamaForCausalLM(pre.config).apply)({"params": pre.causal_lm_params()},
+                                                                ids))
   assert np.abs(ref).max() > 1.0  # the comparison is on non-trivial values
   np.testing.assert_allclose(ours, ref, atol=ATOL, rtol=0)
 
@@ -79,7 +80,7 @@ def test_reward_matches_sequence_classification(name, tmp_path):
   with torch.no_grad():
     ref = hf(torch.tensor(ids, dtype=torch.long),
              attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
-  ours = np.asarray(LlamaRewardModel(pre.config, num_labels=5).apply(
+  ours = np.asarray(jax.jit(LlamaRewardModel(pre.config, num_labels=5).apply)(
       {"params": pre.reward_params()}, ids, mask))
   assert ours.shape == (3, 5)
   np.testing.assert_allclose(ours, ref, atol=ATOL, rtol=0)
@@ -110,7 +111,7 @@ def test_scanned_layers_round_trip_and_logits(tmp_path):
   ids = _ids(2, 24)
   with torch.no_grad():
     ref = hf(torch.tensor(ids, dtype=torch.long)).logits.numpy()
-  ours = LlamaForCausalLM(pre.config).apply({"params": pre.causal_lm_params()}, ids)
+  ours = jax.jit(LlamaForCausalLM(pre.config).apply)({"params": pre.causal_lm_params()}, ids)
   np.testing.assert_allclose(np.asarray(ours), ref, atol=ATOL, rtol=0)
   export_hf(pre.params, pre.config, tmp_path / "out", task="causal_lm")
   back = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "out")
@@ -146,8 +147,8 @@ def test_bfloat16_compute_close_to_float32(tmp_path):
   _hf_model(cfg, transformers.LlamaForCausalLM, tmp_path)
   pre = load_pretrained(str(tmp_path), tokenizer=False)
   ids = _ids(2, 16)
-  f32 = LlamaForCausalLM(pre.config).apply({"params": pre.causal_lm_params()}, ids)
-  bf16 = LlamaForCausalLM(pre.config.replace(dtype="bfloat16")).apply(
+  f32 = jax.jit(LlamaForCausalLM(pre.config).apply)({"params": pre.causal_lm_params()}, ids)
+  bf16 = jax.jit(LlamaForCausalLM(pre.config.replace(dtype="bfloat16")).apply)(
       {"params": pre.causal_lm_params()}, ids)
   assert bf16.dtype == jnp.float32  # logits are returned in float32
   # bf16 has 8 bits of mantissa: agreement to a few percent of the logit scale.

@@ -36,12 +36,12 @@ def _batch(b=3, t=12, seed=1):
 def test_bottom_then_top_is_the_whole_model(scan, k):
   cfg, model, params = _model(scan, labels=2)
   ids, mask = _batch()
-  want = model.apply({"params": params}, ids, mask)
+  want = jax.jit(model.apply)({"params": params}, ids, mask)
   bcfg, tcfg, bottom, top = split.split(cfg, params, k)
   assert bcfg.num_hidden_layers == 5 - k and tcfg.num_hidden_layers == k
-  h = split.bottom_model(bcfg).apply({"params": bottom}, ids, mask)
+  h = jax.jit(split.bottom_model(bcfg).apply)({"params": bottom}, ids, mask)
   assert h.shape == (*ids.shape, CFG.hidden_size)
-  got = split.top_model(tcfg, 2).apply({"params": top}, h, mask)
+  got = jax.jit(split.top_model(tcfg, 2).apply)({"params": top}, h, mask)
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
   assert "embed_tokens" not in top["model"] and "score" not in bottom
 
@@ -61,7 +61,7 @@ def test_objectives_take_the_residual_stream():
   cfg, model, params = _model(False)
   bcfg, tcfg, bottom, top = split.split(cfg, params, 2)
   ids, mask = _batch(b=4)
-  h = split.bottom_model(bcfg).apply({"params": bottom}, ids, mask)
+  h = jax.jit(split.bottom_model(bcfg).apply)({"params": bottom}, ids, mask)
   strength = jnp.asarray([1.0, 2.0])
   weight = jnp.ones(2)
   full = {"input_ids": ids.reshape(2, 2, -1), "attention_mask": mask.reshape(2, 2, -1),

@@ -56,7 +56,8 @@ def test_scores_equal_direct_model_and_do_not_depend_on_batching(reward_dir, tmp
                                   {"role": "assistant", "content": ROWS[2]["response"]}],
                                  tokenize=False)
   ids = np.asarray(tok(text, add_special_tokens=False)["input_ids"])[None]
-  direct = np.asarray(LlamaRewardModel(cfg, num_labels=2).apply({"params": params}, ids))[0]
+  direct = np.asarray(jax.jit(LlamaRewardModel(cfg, num_labels=2).apply)({"params": params},
+                                                                         ids))[0]
   np.testing.assert_allclose(a[2]["reward"], direct[0], atol=1e-5)
   np.testing.assert_allclose(a[2]["outputs"], direct, atol=1e-5)
   for ra, rb in zip(a, b):
