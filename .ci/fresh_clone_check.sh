@@ -14,7 +14,9 @@ cd "$TMP/helpsteer_jax"
 python -m venv "$TMP/venv"
 # shellcheck disable=SC1091
 source "$TMP/venv/bin/activate"
-unset HELPSTEER_SHARED_DATA PYTHONPATH
+unset HELPSTEER_SHARED_DATA PYTHONPATH JAX_COMPILATION_CACHE_DIR
+# A new user's first run: an empty compilation cache (the CLI keeps one in ~/.cache otherwise).
+export HELPSTEER_JAX_XLA_CACHE="$TMP/xla"
 t0=$(date +%s)
 # pip's output goes to a log, shown only if the install fails (this machine's pip config warns
 # about every missing local index folder).

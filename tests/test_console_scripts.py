@@ -73,3 +73,31 @@ def test_load_config_reads_file_and_arg_as_the_config_flag_does(tmp_path):
   assert launch.load_config(f"{REPO}/experiments/scaled_bt.py:tiny").loss.name == "scaled_bt"
   with pytest.raises(FileNotFoundError, match="nope.py"):
     launch.load_config(f"{tmp_path / 'nope.py'}:tiny")
+
+
+@pytest.fixture
+def no_cache_setting(monkeypatch):
+  """jax with no compilation cache folder set (the tests' own is put back afterwards)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  before = jax.config.jax_compilation_cache_dir
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  monkeypatch.delenv("HELPSTEER_JAX_XLA_CACHE", raising=False)
+  jax.config.update("jax_compilation_cache_dir", None)
+  yield jax
+  jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_command_line_runs_use_a_compilation_cache(no_cache_setting, monkeypatch, tmp_path):
+  from helpsteer_jax.training.launch import use_compilation_cache
+  jax = no_cache_setting
+  monkeypatch.setenv("HOME", str(tmp_path))
+  want = str(tmp_path / ".cache" / "helpsteer_jax" / "xla")
+  assert use_compilation_cache() == want and jax.config.jax_compilation_cache_dir == want
+  # jax's own setting wins; $HELPSTEER_JAX_XLA_CACHE moves the folder or turns it off
+  monkeypatch.setenv("HELPSTEER_JAX_XLA_CACHE", str(tmp_path / "elsewhere"))
+  assert use_compilation_cache() == want
+  jax.config.update("jax_compilation_cache_dir", None)
+  assert use_compilation_cache() == str(tmp_path / "elsewhere")
+  jax.config.update("jax_compilation_cache_dir", None)
+  monkeypatch.setenv("HELPSTEER_JAX_XLA_CACHE", "off")
+  assert use_compilation_cache() is None and jax.config.jax_compilation_cache_dir is None

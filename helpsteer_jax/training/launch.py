@@ -35,13 +35,36 @@ def load_config(spec: str | os.PathLike) -> ml_collections.ConfigDict:
   return config_flags.config_flags.ConfigFileFlagParser("config", lock_config=False).parse(str(spec))
 
 
+def use_compilation_cache() -> str | None:
+  """Turns on jax's persistent compilation cache for a command-line run, so that launching the
+  same config again skips XLA's compiles; returns the folder (None: off).
+
+  The folder is jax's own setting when one is made (`$JAX_COMPILATION_CACHE_DIR` or
+  `jax.config`), else `$HELPSTEER_JAX_XLA_CACHE`, else ~/.cache/helpsteer_jax/xla;
+  `HELPSTEER_JAX_XLA_CACHE=off` leaves it off. Entries are keyed by the program, the flags and
+  the jax/jaxlib versions, so a stale one is never used. Python launchers keep jax's default
+  (off) unless they call this or set the jax option themselves.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir
+  folder = os.environ.get("HELPSTEER_JAX_XLA_CACHE", "") or os.path.join(
+      os.path.expanduser("~"), ".cache", "helpsteer_jax", "xla")
+  if folder.lower() in ("off", "0", "none"):
+    return None
+  jax.config.update("jax_compilation_cache_dir", folder)
+  return folder
+
+
 def run(train: Callable[[Any, str], Any]) -> None:
-  """Parses the flags and runs `train(config, workdir)`; a bad input file exits with one line."""
+  """Parses the flags and runs `train(config, workdir)` with the compilation cache on
+  (`use_compilation_cache`); a bad input file exits with one line."""
   flags.mark_flags_as_required(["config", "workdir"])
 
   def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    use_compilation_cache()
     try:
       train(_CONFIG.value, _WORKDIR.value)
     except BAD_INPUT as e:  # a bad or missing data file: one line naming it, not a traceback
