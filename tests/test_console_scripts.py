@@ -101,3 +101,16 @@ def test_command_line_runs_use_a_compilation_cache(no_cache_setting, monkeypatch
   jax.config.update("jax_compilation_cache_dir", None)
   monkeypatch.setenv("HELPSTEER_JAX_XLA_CACHE", "off")
   assert use_compilation_cache() is None and jax.config.jax_compilation_cache_dir is None
+
+
+def test_the_trainer_command_line_turns_the_cache_on(no_cache_setting, monkeypatch, tmp_path):
+  """launch.run (every trainer's console script) sets the cache up before it trains."""
+  from helpsteer_jax.training import launch
+  jax = no_cache_setting
+  monkeypatch.setenv("HELPSTEER_JAX_XLA_CACHE", str(tmp_path / "xla"))
+  monkeypatch.setattr(sys, "argv", ["x", "--config", f"{REPO}/experiments/bt.py:tiny",
+                                    "--workdir", str(tmp_path / "run")])
+  seen = []
+  with pytest.raises(SystemExit):  # absl's app.run exits after main
+    launch.run(lambda config, workdir: seen.append(jax.config.jax_compilation_cache_dir))
+  assert seen == [str(tmp_path / "xla")]

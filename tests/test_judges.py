@@ -138,9 +138,10 @@ def test_last_token_logits_left_or_right_padded(params):
   for i, s in enumerate(seqs):
     right[i, :len(s)] = s
     left[i, t - len(s):] = s
+  last_token_logits = jax.jit(judges.last_token_logits, static_argnums=0)  # one trace, both sides
   for ids in (right, left):
-    out = np.asarray(jax.jit(judges.last_token_logits, static_argnums=0)(
-        model, params, jnp.asarray(ids), jnp.asarray((ids != 0).astype(np.int32))))
+    out = np.asarray(last_token_logits(model, params, jnp.asarray(ids),
+                                       jnp.asarray((ids != 0).astype(np.int32))))
     assert out.shape == (3, TINY.vocab_size) and out.dtype == np.float32
     np.testing.assert_allclose(out, np.stack(full), atol=1e-5, rtol=0)
 
