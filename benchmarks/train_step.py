@@ -34,6 +34,8 @@ Implementations:
   jax_fp32_remat    + full remat (what :smollm2 uses at 1024 tokens)
   jax_fp32_remat_proj  remat that keeps the projections' outputs (model.remat_policy=
                     "projections"; jax_bf16_remat_proj the same for bf16; not run by default)
+  jax_fp32_remat_proj_attn  remat that also keeps grouped attention's output and softmax
+                    statistics (remat_policy="projections_attention"; not run by default)
   jax_fp32_unrolled float32, layers unrolled (not run by default: minutes of XLA compile)
   jax_bf16          bfloat16 compute, float32 master weights and optimizer, projections as bf16
                     dots with float32 accumulation (model.low_precision_dots="f32_accumulate")
@@ -81,7 +83,7 @@ import machine
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff", "jax_fp32_act_autodiff",
              "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat",
-             "jax_fp32_remat_proj", "jax_bf16", "jax_bf16_remat", "jax_bf16_remat_proj",
+             "jax_fp32_remat_proj", "jax_fp32_remat_proj_attn", "jax_bf16", "jax_bf16_remat", "jax_bf16_remat_proj",
              "jax_bf16_xladot", "jax_fp32_unrolled", "jax_bf16_remat_f32res",
              "jax_bf16_remat_proj_f32res")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
@@ -121,6 +123,8 @@ def _config(impl: str):
     cfg = cfg.replace(remat_policy="full")
   elif impl == "jax_fp32_remat_proj":
     cfg = cfg.replace(remat_policy="projections")
+  elif impl == "jax_fp32_remat_proj_attn":
+    cfg = cfg.replace(remat_policy="projections_attention")
   elif impl == "jax_bf16_remat_proj":
     cfg = cfg.replace(dtype="bfloat16", low_precision_dots="f32_accumulate",
                       remat_policy="projections")

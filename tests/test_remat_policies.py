@@ -32,7 +32,7 @@ def _saved(policy: str) -> list[tuple[int, ...]]:
   return saved_shapes(*_loss_and_params(policy))
 
 
-@pytest.mark.parametrize("policy", ["projections", "full", "dots"])
+@pytest.mark.parametrize("policy", ["projections", "projections_attention", "full", "dots"])
 def test_remat_leaves_gradients_unchanged(policy):
   ref_loss, params = _loss_and_params("none")
   loss, _ = _loss_and_params(policy)
@@ -50,6 +50,29 @@ def test_projections_policy_keeps_the_projection_outputs_only():
   none, proj, full = _saved("none"), _saved("projections"), _saved("full")
   assert count(proj) == 2 and count(full) == 0 and count(none) > 2
   assert size(full) < size(proj) < size(none)
+
+
+def _dot_count(policy: str) -> int:
+  """dot_generals in the gradient program (the scan body's once for all layers)."""
+  loss, params = _loss_and_params(policy)
+  return jax.jit(jax.grad(loss)).lower(params).as_text().count("stablehlo.dot_general")
+
+
+def test_projections_attention_policy_recomputes_no_dot():
+  """"projections_attention" also keeps grouped attention's output ([layers, batch, T, hidden],
+  the o_proj input) and its softmax row maximum and sum, so the backward pass recomputes only
+  rotary and the norms: its gradient program has exactly the dots of the one without remat,
+  while "projections" recomputes the attention's two forward dots (scores, probs @ v)."""
+  hidden = (CFG["num_hidden_layers"], *IDS.shape, CFG["hidden_size"])
+  kv, heads = CFG["num_key_value_heads"], CFG["num_attention_heads"]
+  stats = (CFG["num_hidden_layers"], IDS.shape[0], kv, heads // kv, IDS.shape[1], 1)
+  proj, proj_attn = _saved("projections"), _saved("projections_attention")
+  # hidden-sized: the q_proj, o_proj and down_proj outputs, + the attention output.
+  assert proj.count(hidden) == 3 and proj_attn.count(hidden) == 4
+  assert proj.count(stats) == 0 and proj_attn.count(stats) == 2
+  none = _dot_count("none")
+  assert _dot_count("projections_attention") == none
+  assert _dot_count("projections") == none + 2
 
 
 def _bf16_step_parts(policy: str):

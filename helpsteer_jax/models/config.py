@@ -51,7 +51,9 @@ class LlamaConfig:
   # remat stack of layer inputs is then updated in place (a bf16 stack is converted whole to
   # float32 and back on every layer; benchmarks/RESULTS.md).
   residual_dtype: str | None = None
-  # "none" | "full" | "projections" (keep the projections' outputs) | "dots" | "dots_no_batch"
+  # "none" | "full" | "projections" (keep the projections' outputs) | "projections_attention"
+  # (and grouped attention's output and softmax statistics: no dot recomputed) | "dots" |
+  # "dots_no_batch"
   remat_policy: str = "none"
   scan_layers: bool = False
   # "grouped": models/llama.grouped_attention (XLA dots in a layout with no score transposes;

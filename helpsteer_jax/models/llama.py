@@ -55,6 +55,10 @@ _REMAT_POLICIES = {
     # Keep the projections' outputs (named below), recompute the rest: norms, rotary, attention,
     # SiLU. "dots" cannot see them: they are custom_vjp calls (projection_matmul), not dots.
     "projections": jax.checkpoint_policies.save_only_these_names("projection"),
+    # ... and grouped attention's output and softmax row statistics: the backward pass then
+    # recomputes no attention dot, only rotary and the norms (more kept: [T, hidden] per layer).
+    "projections_attention": jax.checkpoint_policies.save_only_these_names("projection",
+                                                                           "attention"),
 }
 
 
@@ -404,8 +408,10 @@ def _grouped_core_fwd(q5: Array, k: Array, v: Array, mask_b1ts: Array, scale: fl
     maxes.append(row_max)
     sums.append(row_sum)
   # Saved: the whole q, k, v and mask and the row statistics, whatever the blocks.
-  return _concat_queries(outs), (q5, k, v, mask_b1ts, _concat_queries(maxes),
-                                 _concat_queries(sums))
+  # The statistics are named for remat_policy="projections_attention" (with the output, named
+  # by LlamaAttention): kept, they spare the backward pass the forward's dots.
+  stats = [checkpoint_name(_concat_queries(x), "attention") for x in (maxes, sums)]
+  return _concat_queries(outs), (q5, k, v, mask_b1ts, *stats)
 
 
 def _grouped_core_bwd(scale: float, blocks, res, d_out5: Array):
@@ -481,7 +487,8 @@ class LlamaAttention(nn.Module):
       impl = "xla" if cfg.attention_impl == "cudnn" else cfg.attention_impl
       out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
                                          implementation=impl)
-    return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out.reshape(b, tq, h * hd))
+    out = checkpoint_name(out.reshape(b, tq, h * hd), "attention")
+    return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out)
 
 
 def rows(x_bt: Array, index_bk: Array) -> Array:
