@@ -105,3 +105,25 @@ def test_bf16_projections_are_kept_in_float32():
                   jax.tree_util.tree_leaves(jax.jit(jax.grad(ref_loss))(params))):
     np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=1e-6,
                                rtol=0)
+
+
+def test_bf16_attention_output_is_kept_in_float32():
+  """projections_attention keeps attention's output as float32 under bf16 compute, for the
+  reason above: it adds no whole-stack convert-and-update to the compiled gradient (the one
+  that remains, in both policies, is the bf16 residual stream's; residual_dtype="float32"
+  removes it), and no bf16 tensor to what is kept. Gradients as without remat (1e-6)."""
+  hidden = ",".join(str(d) for d in (CFG["num_hidden_layers"], *IDS.shape, CFG["hidden_size"]))
+  converts, bf16_kept = {}, {}
+  for policy in ("projections", "projections_attention"):
+    loss, params = _bf16_step_parts(policy)
+    bf16_kept[policy] = len(re.findall(rf"^bf16\[{hidden}\]", saved_text(loss, params), re.M))
+    grad = jax.jit(jax.grad(loss)).lower(params).compile()
+    converts[policy] = len(re.findall(r"dynamic-update-slice\(%?convert", grad.as_text()))
+  assert converts["projections_attention"] == converts["projections"], converts
+  assert bf16_kept["projections_attention"] == bf16_kept["projections"] == 1, bf16_kept
+  loss, params = _bf16_step_parts("projections_attention")
+  ref_loss, _ = _bf16_step_parts("none")
+  for a, b in zip(jax.tree_util.tree_leaves(jax.jit(jax.grad(loss))(params)),
+                  jax.tree_util.tree_leaves(jax.jit(jax.grad(ref_loss))(params))):
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=1e-6,
+                               rtol=0)

@@ -487,7 +487,10 @@ class LlamaAttention(nn.Module):
       impl = "xla" if cfg.attention_impl == "cudnn" else cfg.attention_impl
       out = jax.nn.dot_product_attention(q, k, v, mask=mask_b1tt, scale=hd ** -0.5,
                                          implementation=impl)
-    out = checkpoint_name(out.reshape(b, tq, h * hd), "attention")
+    # Named in float32 (exact for bf16): a bf16 value kept by remat would be stacked over the
+    # scanned layers in bf16, which XLA:CPU updates by converting the whole stack (_dense_dot).
+    out = out.reshape(b, tq, h * hd)
+    out = checkpoint_name(out.astype(jnp.float32), "attention").astype(out.dtype)
     return _dense(cfg.hidden_size, ("heads", "embed"), cfg, "o_proj")(out)
 
 
