@@ -83,8 +83,8 @@ import machine
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_IMPLS = ("jax_fp32", "jax_fp32_autodiff", "jax_fp32_attn_autodiff", "jax_fp32_act_autodiff",
              "jax_bf16_remat_attn_autodiff", "jax_fp32_before", "jax_fp32_remat",
-             "jax_fp32_remat_proj", "jax_fp32_remat_proj_attn", "jax_bf16", "jax_bf16_remat", "jax_bf16_remat_proj",
-             "jax_bf16_xladot", "jax_fp32_unrolled", "jax_bf16_remat_f32res",
+             "jax_fp32_remat_proj", "jax_fp32_remat_proj_attn", "jax_bf16", "jax_bf16_remat",
+             "jax_bf16_remat_proj", "jax_bf16_xladot", "jax_fp32_unrolled", "jax_bf16_remat_f32res",
              "jax_bf16_remat_proj_f32res")
 DEFAULT_IMPLS = ("jax_fp32", "jax_fp32_remat", "jax_bf16", "jax_bf16_remat", "torch_fp32",
                  "torch_bf16_gc", "trl_fp32", "trl_defaults")
